@@ -1,0 +1,1 @@
+"""The VoiceAgent operator: runs, monitors and autoscales agent-worker fleets on Kubernetes."""

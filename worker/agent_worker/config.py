@@ -1,0 +1,252 @@
+"""One typed settings object for the worker, read from the environment and an optional file.
+
+This module is the single source of truth for the worker's environment variables: the
+operator imports it to wire a VoiceAgent's spec into a worker pod, and the README's
+reference table is generated from it. It imports nothing heavier than pydantic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+LLMProvider = Literal["groq", "ollama", "openai"]
+STTProvider = Literal["deepgram", "openai"]
+TTSProvider = Literal["openai"]
+
+ENV_PREFIX = "AGENT_"
+CONFIG_FILE_ENV = "AGENT_CONFIG_FILE"
+
+# Provider -> the environment variable (and Secret key) holding its API key.
+API_KEY_ENV: dict[str, str] = {
+    "groq": "GROQ_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "deepgram": "DEEPGRAM_API_KEY",
+}
+
+DEFAULT_MODELS: dict[tuple[str, str], str] = {
+    ("groq", "main"): "llama-3.3-70b-versatile",
+    ("groq", "fast"): "llama-3.1-8b-instant",
+    ("ollama", "main"): "llama3.1:70b",
+    ("ollama", "fast"): "llama3.1:8b",
+    ("openai", "main"): "gpt-4.1",
+    ("openai", "fast"): "gpt-4.1-nano",
+    ("deepgram", "stt"): "nova-3",
+    ("openai", "stt"): "gpt-4o-mini-transcribe",
+    ("openai", "tts"): "tts-1",
+}
+
+DEFAULT_BASE_URLS: dict[str, str] = {"ollama": "http://127.0.0.1:11434/v1"}
+
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful voice assistant. Answer in short, plain spoken sentences "
+    "without lists, markdown or emojis."
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the variable and the fix."""
+
+
+class ModelPrice(BaseModel):
+    """Published prices for one provider/model, in USD. Unset fields cost nothing."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    input_per_million_tokens: float | None = Field(None, ge=0, alias="inputPerMillionTokens")
+    cached_input_per_million_tokens: float | None = Field(None, ge=0, alias="cachedInputPerMillionTokens")
+    output_per_million_tokens: float | None = Field(None, ge=0, alias="outputPerMillionTokens")
+    per_audio_minute: float | None = Field(None, ge=0, alias="perAudioMinute")
+    per_million_characters: float | None = Field(None, ge=0, alias="perMillionCharacters")
+
+
+class FallbackEntry(BaseModel):
+    provider: LLMProvider
+    model: str
+
+
+FallbackChain = Annotated[list[FallbackEntry], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Effective worker configuration. Environment names are `AGENT_<FIELD>` unless aliased."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    # LiveKit connection (standard LiveKit variable names).
+    livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
+    livekit_api_key: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_KEY")
+    livekit_api_secret: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_SECRET")
+
+    # Provider API keys (standard vendor variable names; deliver them from Secrets).
+    groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")
+
+    name: str = Field("", description="LiveKit agent name for explicit dispatch; empty dispatches to every room")
+    instructions: str = Field(DEFAULT_INSTRUCTIONS, description="System instructions for the main LLM")
+
+    llm_provider: LLMProvider = Field("groq", description="Main LLM provider")
+    llm_model: str | None = Field(None, description="Main LLM model; default depends on the provider")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL for the main LLM")
+    llm_fallback: FallbackChain = Field(
+        default_factory=list, description="Fallback chain for the main LLM, e.g. `ollama:llama3.1:70b,openai:gpt-4.1`"
+    )
+
+    fast_llm_provider: LLMProvider = Field("groq", description="Pre-response (fast) LLM provider")
+    fast_llm_model: str | None = Field(None, description="Pre-response LLM model; default depends on the provider")
+    fast_llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL for the fast LLM")
+    fast_llm_fallback: FallbackChain = Field(default_factory=list, description="Fallback chain for the fast LLM")
+
+    preresponse_enabled: bool = Field(True, description="Speak a short acknowledgement while the main LLM answers")
+    preresponse_max_words: int = Field(8, ge=1, le=30, description="Word limit of a pre-response")
+    preresponse_cache: bool = Field(True, description="Pre-synthesize stock acknowledgements once per process")
+
+    stt_provider: STTProvider = Field("deepgram", description="Speech-to-text provider")
+    stt_model: str | None = Field(None, description="STT model; default depends on the provider")
+    stt_base_url: str | None = Field(None, description="OpenAI-compatible base URL for STT")
+    stt_language: str = Field("en", description="Language of the caller")
+
+    tts_provider: TTSProvider = Field("openai", description="Text-to-speech provider")
+    tts_model: str | None = Field(None, description="TTS model; default depends on the provider")
+    tts_voice: str = Field("alloy", description="TTS voice")
+    tts_base_url: str | None = Field(None, description="OpenAI-compatible base URL for TTS")
+
+    metrics_port: int = Field(9100, ge=1, le=65535, description="Port of the Prometheus endpoint")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description='Price overrides as JSON, keyed "provider/model"'
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the optional file; explicit init kwargs win over both.
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    @field_validator("llm_fallback", "fast_llm_fallback", mode="before")
+    @classmethod
+    def _parse_fallback(cls, value: Any) -> Any:
+        return _parse_fallback(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fill_defaults_and_check_keys(self) -> Settings:
+        self.llm_model = self.llm_model or DEFAULT_MODELS[(self.llm_provider, "main")]
+        self.fast_llm_model = self.fast_llm_model or DEFAULT_MODELS[(self.fast_llm_provider, "fast")]
+        self.stt_model = self.stt_model or DEFAULT_MODELS[(self.stt_provider, "stt")]
+        self.tts_model = self.tts_model or DEFAULT_MODELS[(self.tts_provider, "tts")]
+        self.llm_base_url = self.llm_base_url or DEFAULT_BASE_URLS.get(self.llm_provider)
+        self.fast_llm_base_url = self.fast_llm_base_url or DEFAULT_BASE_URLS.get(self.fast_llm_provider)
+        for role, provider, base_url in self.provider_uses():
+            if self.api_key(provider) is None and not (provider == "openai" and base_url):
+                raise ConfigError(
+                    f"{API_KEY_ENV[provider]} is not set but {role}={provider} needs it: "
+                    f"put the key in a Secret and expose it as {API_KEY_ENV[provider]}, or choose another provider"
+                )
+        return self
+
+    def provider_uses(self) -> list[tuple[str, str, str | None]]:
+        """(variable, provider, base_url) for every provider that needs an API key."""
+        uses = [
+            (f"{ENV_PREFIX}LLM_PROVIDER", self.llm_provider, self.llm_base_url),
+            (f"{ENV_PREFIX}STT_PROVIDER", self.stt_provider, self.stt_base_url),
+            (f"{ENV_PREFIX}TTS_PROVIDER", self.tts_provider, self.tts_base_url),
+        ]
+        if self.preresponse_enabled:
+            uses.append((f"{ENV_PREFIX}FAST_LLM_PROVIDER", self.fast_llm_provider, self.fast_llm_base_url))
+        for var, chain in ((f"{ENV_PREFIX}LLM_FALLBACK", self.llm_fallback), (f"{ENV_PREFIX}FAST_LLM_FALLBACK", self.fast_llm_fallback)):
+            uses += [(var, entry.provider, DEFAULT_BASE_URLS.get(entry.provider)) for entry in chain]
+        return [use for use in uses if use[1] in API_KEY_ENV]
+
+    def api_key(self, provider: str) -> str | None:
+        secret = {"groq": self.groq_api_key, "openai": self.openai_api_key, "deepgram": self.deepgram_api_key}.get(provider)
+        return secret.get_secret_value() if secret else None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration keyed by environment variable, secrets shown as '***'."""
+        values = self.model_dump(mode="json")
+        out: dict[str, Any] = {}
+        for field_name, value in values.items():
+            if isinstance(getattr(self, field_name), SecretStr):
+                value = "***"
+            out[env_name(field_name)] = value
+        return out
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a Settings field."""
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, str):
+        return alias
+    return f"{ENV_PREFIX}{field_name}".upper()
+
+
+def _parse_fallback(text: str) -> list[dict[str, str]]:
+    entries = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        provider, sep, model = item.partition(":")
+        if not sep or not model:
+            raise ValueError(f"'{item}' is not provider:model (e.g. ollama:llama3.1:70b)")
+        entries.append({"provider": provider, "model": model})
+    return entries
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Settings from the YAML or JSON file named by AGENT_CONFIG_FILE, keyed like the env variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{CONFIG_FILE_ENV}={path} cannot be read ({exc}); point it at a YAML or JSON file") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{CONFIG_FILE_ENV}={path} must hold a mapping of variable names to values")
+        by_env = {env_name(name).upper(): name for name in Settings.model_fields}
+        out = {}
+        for key, value in raw.items():
+            name = by_env.get(str(key).upper())
+            if name is None:
+                raise ConfigError(f"{CONFIG_FILE_ENV}={path}: unknown key {key}; use the variable names of `agent-worker config`")
+            out[name] = value
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning any validation problem into a one-line ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:
+        field_name = str(exc).split('"')[1] if '"' in str(exc) else ""
+        variable = env_name(field_name) if field_name in Settings.model_fields else field_name
+        raise ConfigError(f"{variable} is not valid JSON; set it to a JSON value (see `agent-worker config`)") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field_name = str(error["loc"][0]) if error["loc"] else ""
+    variable = env_name(field_name) if field_name in Settings.model_fields else field_name
+    value = error.get("input")
+    if error["type"] == "literal_error":
+        expected = error["ctx"]["expected"].replace("'", "")
+        return f"{variable}={value!r} is not a known provider; set one of {expected}"
+    shown = "***" if "key" in variable.lower() or "secret" in variable.lower() else repr(value)
+    return f"{variable}={shown} is invalid: {error['msg']}; fix or unset {variable}"
