@@ -46,11 +46,12 @@ mark_built() {
 }
 
 build_kube() {
-  up_to_date kube kube-apiserver kube-controller-manager etcd && { say "kube: up to date"; return; }
+  up_to_date kube kube-apiserver kube-controller-manager kube-scheduler etcd && { say "kube: up to date"; return; }
   local v=k8s.io/component-base/version
   go_build kube "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=37 -X $v.gitTreeState=clean" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./cmd/etcd
-  mark_built kube kube-apiserver kube-controller-manager etcd
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd
+  mark_built kube kube-apiserver kube-controller-manager kube-scheduler etcd
 }
 
 build_kwok() {

@@ -1,0 +1,145 @@
+"""Fixtures that run the real test bed (built by `make testbed`) on loopback.
+
+Session-scoped, started on first use and always stopped:
+  control_plane   ControlPlane: etcd + kube-apiserver + controller-manager + scheduler + kwok with
+                  two Ready fake nodes; .kubeconfig (admin), .server, .ca, .api_client(),
+                  .kubeconfig_impersonating(user, groups), .kubeconfig_for_service_account(ns, name)
+  livekit_server  LiveKit: .url (ws://), .http_url, .api_key, .api_secret
+  model_server    ModelServer: .base_url (OpenAI-compatible /v1), .model — Ollama
+  speech_server   SpeechServer: .base_url (OpenAI-compatible /v1: audio/speech, audio/transcriptions)
+Per test:
+  kube_api            admin kubernetes.client.ApiClient
+  namespace           a fresh namespace, deleted afterwards (its objects are garbage-collected)
+  start_prometheus    (name, ["127.x.y.z:port", ...]) -> Prometheus(.url), scraping every second
+  serve_metrics       (host="127.0.0.1") -> MetricsEndpoint (.set({...}), .address, .url)
+  spawn               (name, argv, env=None, ready_url=None) -> Process: any program (an operator, a
+                      worker) whose log joins the failure report; stopped after the test
+When a test fails, the end of every running program's log is added to its report.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from .harness import processes, services
+from .harness.control_plane import ControlPlane, start_control_plane
+from .harness.metrics_endpoint import MetricsEndpoint
+from .harness.processes import Process
+
+FAKE_NODES = ("kwok-node-1", "kwok-node-2")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and item.get_closest_marker("testbed"):
+        for name, tail in processes.running_logs().items():
+            report.sections.append((f"testbed log: {name} (last lines)", tail))
+    return report
+
+
+@pytest.fixture(scope="session")
+def testbed_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("testbed")
+
+
+@pytest.fixture(scope="session")
+def testbed_logs(testbed_workdir: Path) -> Path:
+    return testbed_workdir / "logs"
+
+
+@pytest.fixture(scope="session")
+def control_plane(testbed_workdir: Path, testbed_logs: Path) -> Iterator[ControlPlane]:
+    plane = start_control_plane(testbed_workdir / "control-plane", testbed_logs)
+    try:
+        for node in FAKE_NODES:
+            plane.add_fake_node(node)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def kube_api(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    with control_plane.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = k8s.CoreV1Api(kube_api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def livekit_server(testbed_workdir: Path, testbed_logs: Path) -> Iterator[services.LiveKit]:
+    server = services.start_livekit(testbed_workdir, testbed_logs)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def model_server(testbed_workdir: Path, testbed_logs: Path) -> Iterator[services.ModelServer]:
+    server = services.start_ollama(testbed_workdir, testbed_logs)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_server(testbed_logs: Path) -> Iterator[services.SpeechServer]:
+    server = services.start_speech_server(testbed_logs)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def start_prometheus(testbed_workdir: Path, testbed_logs: Path) -> Iterator[Callable[..., services.Prometheus]]:
+    started: list[services.Prometheus] = []
+
+    def start(name: str, targets: list[str]) -> services.Prometheus:
+        prometheus = services.start_prometheus(name, targets, testbed_workdir, testbed_logs)
+        started.append(prometheus)
+        return prometheus
+
+    yield start
+    for prometheus in started:
+        prometheus.process.stop()
+
+
+@pytest.fixture
+def serve_metrics() -> Iterator[Callable[..., MetricsEndpoint]]:
+    endpoints: list[MetricsEndpoint] = []
+
+    def serve(host: str = processes.LOOPBACK, port: int = 0) -> MetricsEndpoint:
+        endpoint = MetricsEndpoint(host, port)
+        endpoints.append(endpoint)
+        return endpoint
+
+    yield serve
+    for endpoint in endpoints:
+        endpoint.close()
+
+
+@pytest.fixture
+def spawn(testbed_logs: Path) -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def run(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
+            ready_url: str | None = None, timeout: float = 60.0) -> Process:
+        process = processes.start(name, argv, testbed_logs, env=env)
+        started.append(process)
+        if ready_url:
+            processes.wait_for_http(ready_url, process, timeout=timeout)
+        return process
+
+    yield run
+    for process in reversed(started):
+        process.stop()

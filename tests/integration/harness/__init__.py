@@ -1,0 +1,1 @@
+"""Starts the test bed's real programs (built by `make testbed` into .testbed/) on loopback."""

