@@ -1,0 +1,85 @@
+"""Kopf handlers: each only translates a Kopf event into a call to `reconcile`.
+
+Run with `voiceagent-operator run` (or `kopf run -m voiceagent_operator.handlers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from . import metrics
+from .kube import Kube
+from .options import OperatorOptions
+from .reconcile import AgentMemory, Context, reconcile
+from .spec import GROUP, PLURAL, VERSION
+
+OPTIONS = OperatorOptions()
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+@kopf.on.startup()
+async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Kopf's bookkeeping goes to annotations, so the status holds only what the CRD declares.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.peering.name = "voiceagent-operator"
+    memo.kube = await Kube.connect()
+    memo.agents = {}
+    if OPTIONS.metrics_port:
+        start_http_server(OPTIONS.metrics_port)
+
+
+@kopf.on.cleanup()
+async def handle_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.kube.close()
+
+
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+@kopf.on.resume(*RESOURCE)
+@kopf.timer(*RESOURCE, interval=OPTIONS.resync_seconds, sharp=False)
+async def handle_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await run_reconcile(dict(body), memo)
+
+
+@kopf.on.event(*RESOURCE)
+async def handle_event(type: str, namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """On deletion the children go with their ownerReferences (no finalizer); the operator forgets the agent."""
+    if type == "DELETED":
+        memo.agents.pop(uid, None)
+        metrics.forget(namespace, name)
+
+
+async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
+    uid = body["metadata"]["uid"]
+    memory, lock = memo.agents.setdefault(uid, (AgentMemory(), asyncio.Lock()))
+
+    def emit(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    async with lock:
+        started = time.monotonic()
+        ctx = Context(
+            kube=memo.kube,
+            body=body,
+            memory=memory,
+            now=datetime.datetime.now(datetime.timezone.utc),
+            scrape_timeout=OPTIONS.scrape_timeout_seconds,
+            emit=emit,
+        )
+        try:
+            outcome = await reconcile(ctx)
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            metrics.RECONCILE_ERRORS.labels("Exception").inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        metrics.RECONCILES.labels(outcome).inc()

@@ -1,0 +1,129 @@
+"""The autoscaling policy: HPA-like on active rooms, as properties over arbitrary histories."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voiceagent_operator.scaling.policy import History, Observation, Recommendation, clamp, decide, needed_replicas
+from voiceagent_operator.spec import Scaling
+
+
+def scaling(**values: int) -> Scaling:
+    base = {"minReplicas": 1, "maxReplicas": 10, "targetActiveRoomsPerReplica": 4, "scaleDownStabilizationSeconds": 300}
+    return Scaling.model_validate({**base, **values})
+
+
+NOW = 10_000.0
+
+
+def test_scale_up_is_immediate_to_ceil_of_rooms_over_target() -> None:
+    decision = decide(Observation(rooms=9, complete=True, current_replicas=1), scaling(), History(), NOW)
+    assert (decision.replicas, decision.direction, decision.reason) == (3, "up", "RoomsAboveTarget")
+
+
+def test_scale_up_is_bounded_per_step_and_by_max() -> None:
+    assert decide(Observation(100, True, 1), scaling(maxReplicas=50), History(), NOW).replicas == 5  # 1 + 4
+    assert decide(Observation(100, True, 8), scaling(maxReplicas=50), History(), NOW).replicas == 16  # doubled
+    assert decide(Observation(100, True, 8), scaling(maxReplicas=10), History(), NOW).replicas == 10
+
+
+def test_scale_down_waits_until_the_operator_has_watched_a_whole_window() -> None:
+    fresh = decide(Observation(0, True, 5), scaling(), History(), NOW)
+    assert (fresh.replicas, fresh.reason) == (5, "StabilizingDown")
+    watched = History((), observing_since=NOW - 300)
+    assert decide(Observation(0, True, 5), scaling(), watched, NOW).replicas == 1
+
+
+def test_scale_down_goes_only_to_the_highest_recommendation_in_the_window() -> None:
+    history = History((Recommendation(NOW - 200, 4), Recommendation(NOW - 100, 2)), observing_since=NOW - 1000)
+    assert decide(Observation(0, True, 5), scaling(), history, NOW).replicas == 4
+
+
+def test_no_scale_down_on_a_partial_count() -> None:
+    history = History((), observing_since=NOW - 1000)
+    decision = decide(Observation(0, False, 5), scaling(), history, NOW)
+    assert (decision.replicas, decision.reason) == (5, "MetricsIncomplete")
+
+
+def test_a_pinned_count_overrides_the_policy() -> None:
+    decision = decide(Observation(100, True, 2), scaling(), History(), NOW, pinned=7)
+    assert (decision.replicas, decision.reason) == (7, "Pinned")
+
+
+def test_a_new_fleet_starts_at_the_recommendation_and_bounds_changes_apply_at_once() -> None:
+    assert decide(Observation(0, True, None), scaling(minReplicas=2), History(), NOW).replicas == 2
+    assert decide(Observation(0, True, 20), scaling(maxReplicas=10), History(), NOW).replicas == 10
+
+
+def test_history_forgets_what_is_older_than_both_windows() -> None:
+    old = History((Recommendation(NOW - 5000, 9),), observing_since=NOW - 6000)
+    decision = decide(Observation(0, True, 9), scaling(), old, NOW)
+    assert decision.history.recommendations == (Recommendation(NOW, 1),)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+
+@st.composite
+def situations(draw: st.DrawFn) -> tuple[Observation, Scaling, History, float]:
+    low = draw(st.integers(1, 8))
+    spec = scaling(
+        minReplicas=low,
+        maxReplicas=draw(st.integers(low, 30)),
+        targetActiveRoomsPerReplica=draw(st.integers(1, 20)),
+        scaleUpStabilizationSeconds=draw(st.integers(0, 120)),
+        scaleDownStabilizationSeconds=draw(st.integers(0, 900)),
+    )
+    ages = draw(st.lists(st.floats(0, 2000, allow_nan=False), max_size=12))
+    recs = tuple(sorted((Recommendation(NOW - age, draw(st.integers(1, 40))) for age in ages), key=lambda r: r.at))
+    since = draw(st.one_of(st.none(), st.floats(0, 3000, allow_nan=False).map(lambda age: NOW - age)))
+    observation = Observation(
+        rooms=draw(st.integers(0, 800)),
+        complete=draw(st.booleans()),
+        current_replicas=draw(st.one_of(st.none(), st.integers(0, 40))),
+    )
+    return observation, spec, History(recs, since), NOW
+
+
+@settings(max_examples=400, deadline=None)
+@given(situations())
+def test_the_decision_is_never_outside_min_and_max(situation) -> None:
+    observation, spec, history, now = situation
+    decision = decide(observation, spec, history, now)
+    assert spec.min_replicas <= decision.replicas <= spec.max_replicas
+
+
+@settings(max_examples=400, deadline=None)
+@given(situations())
+def test_never_scales_down_inside_the_window(situation) -> None:
+    observation, spec, history, now = situation
+    decision = decide(observation, spec, history, now)
+    current = observation.current_replicas
+    if current is not None and decision.replicas < clamp(current, spec):
+        window = spec.scale_down_stabilization_seconds
+        assert history.observing_since is not None and now - history.observing_since >= window
+        assert observation.complete
+        recent = [r.replicas for r in history.recommendations if now - r.at <= window]
+        assert all(replicas <= decision.replicas for replicas in recent)
+
+
+@settings(max_examples=400, deadline=None)
+@given(situations())
+def test_never_scales_below_what_the_current_rooms_need(situation) -> None:
+    observation, spec, history, now = situation
+    decision = decide(observation, spec, history, now)
+    current = observation.current_replicas
+    need = clamp(needed_replicas(observation.rooms, spec), spec)
+    if current is not None and decision.replicas < current:
+        assert decision.replicas >= need
+
+
+@settings(max_examples=300, deadline=None)
+@given(situations())
+def test_scale_up_never_exceeds_the_step_limit(situation) -> None:
+    observation, spec, history, now = situation
+    decision = decide(observation, spec, history, now)
+    current = observation.current_replicas
+    if current is not None and current == clamp(current, spec) and decision.replicas > current:
+        assert decision.replicas <= max(2 * current, current + 4)
