@@ -106,6 +106,9 @@ class Settings(BaseSettings):
 
     preresponse_enabled: bool = Field(True, description="Speak a short acknowledgement while the main LLM answers")
     preresponse_max_words: int = Field(8, ge=1, le=30, description="Word limit of a pre-response")
+    preresponse_min_words: int = Field(
+        3, ge=0, le=50, description="Turns with fewer words than this get no pre-response (trivial turns)"
+    )
     preresponse_cache: bool = Field(True, description="Pre-synthesize stock acknowledgements once per process")
 
     stt_provider: STTProvider = Field("deepgram", description="Speech-to-text provider")

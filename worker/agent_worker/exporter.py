@@ -1,0 +1,80 @@
+"""The worker's Prometheus endpoint, multiprocess-safe.
+
+livekit runs every job in its own process, so metrics are written to per-process files in
+PROMETHEUS_MULTIPROC_DIR and summed at scrape time. livekit's own `lk_agents_*` metrics are
+written there too, so one endpoint (`:AGENT_METRICS_PORT/metrics`) serves both.
+
+When a job process dies without cleaning up (killed, OOM), its live gauge files would keep
+counting its sessions. Before every scrape we therefore call prometheus_client's
+`mark_process_dead` for each pid that owns live-gauge files and is no longer running. Only
+those dead pids' live-gauge files are removed; no other file is ever deleted.
+
+`prepare_multiproc_dir` must run before anything imports prometheus_client (it reads the
+variable at import time), which is why the CLI calls it first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+?_(\d+)\.db$")
+
+
+def prepare_multiproc_dir() -> Path:
+    """Use PROMETHEUS_MULTIPROC_DIR, or create a private one for this worker and export it."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        path = tempfile.mkdtemp(prefix="agent-worker-metrics-")
+        os.environ[MULTIPROC_ENV] = path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def process_is_running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap_dead_processes(path: Path) -> list[int]:
+    """mark_process_dead for every pid whose live-gauge files outlived it; returns those pids."""
+    from prometheus_client import multiprocess
+
+    owners = {int(m.group(1)) for f in os.listdir(path) if (m := _LIVE_GAUGE_FILE.match(f))}
+    dead = sorted(pid for pid in owners if not process_is_running(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(path))
+    return dead
+
+
+class LiveMultiProcessCollector:
+    """MultiProcessCollector that first drops the live gauges of dead processes."""
+
+    def __init__(self, path: Path) -> None:
+        from prometheus_client import multiprocess
+
+        self._path = path
+        self._inner = multiprocess.MultiProcessCollector(None, path=str(path))
+
+    def collect(self) -> Iterator[Any]:
+        reap_dead_processes(self._path)
+        yield from self._inner.collect()
+
+
+def serve_metrics(port: int, *, host: str = "0.0.0.0", path: Path | None = None) -> Any:
+    """Start the /metrics HTTP server in a background thread; returns the server."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LiveMultiProcessCollector(path or prepare_multiproc_dir()))  # type: ignore[arg-type]
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

@@ -1,0 +1,65 @@
+"""The LiveKit AgentServer: one PreResponseAgent session per job (room).
+
+livekit imports this module in the worker process and in every job process; `server` is the
+object its CLI looks for. Configuration errors are caught earlier by `agent-worker` itself.
+"""
+
+from __future__ import annotations
+
+from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
+
+from .agent import PreResponseAgent
+from .config import Settings, load_settings
+from .metrics import SessionRecorder
+from .preresponse import PreResponseOptions
+from .pricing import PriceTable
+from .providers import build_components, build_vad, watch
+
+
+def preresponse_options(settings: Settings) -> PreResponseOptions:
+    return PreResponseOptions(
+        enabled=settings.preresponse_enabled,
+        max_words=settings.preresponse_max_words,
+        min_words=settings.preresponse_min_words,
+        use_cache=settings.preresponse_cache,
+    )
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Runs once per job process, before it takes a job: load what every session reuses."""
+    proc.userdata["settings"] = load_settings()
+    proc.userdata["vad"] = build_vad()
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings: Settings = ctx.proc.userdata.get("settings") or load_settings()
+    components = build_components(settings, ctx.proc.userdata.get("vad"))
+    recorder = SessionRecorder(PriceTable(settings.prices), room=ctx.room.name)
+    watch(recorder, components)
+    agent = PreResponseAgent(
+        instructions=settings.instructions,
+        fast_llm=components.fast.instance if components.fast else None,
+        options=preresponse_options(settings),
+        observer=recorder,
+    )
+    session = AgentSession(
+        stt=components.stt.instance, llm=components.main.instance, tts=components.tts.instance, vad=components.vad
+    )
+    session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))
+    session.on("close", lambda ev: recorder.finish(str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)))
+
+    async def _finish_on_shutdown(reason: str) -> None:
+        recorder.finish(reason or "shutdown")
+
+    ctx.add_shutdown_callback(_finish_on_shutdown)
+    recorder.start()
+    await session.start(agent, room=ctx.room)
+
+
+def create_server(settings: Settings) -> AgentServer:
+    agent_server = AgentServer(setup_fnc=prewarm)
+    agent_server.rtc_session(entrypoint, agent_name=settings.name)
+    return agent_server
+
+
+server = create_server(load_settings())
