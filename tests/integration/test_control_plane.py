@@ -4,6 +4,7 @@ loopback addresses, garbage collection, service-account tokens and RBAC."""
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 import json
 import urllib.parse
 import urllib.request
@@ -14,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .conftest import FAKE_NODES
 from .harness.control_plane import POD_CIDR
-from .harness.processes import wait_until
+from .harness.processes import binary, wait_until
 
 pytestmark = pytest.mark.testbed
 
@@ -122,16 +123,34 @@ def test_a_service_account_token_is_authorized_by_rbac_alone(control_plane, kube
         assert "kube-root-ca.crt" in names  # published by the controller-manager into every namespace
 
 
-def test_an_impersonating_kubeconfig_acts_as_that_user(control_plane, namespace):
+def test_kubectl_with_an_impersonating_kubeconfig_acts_as_that_user(control_plane, namespace):
     kubeconfig = control_plane.kubeconfig_impersonating("jane", groups=("developers",))
-    with control_plane.api_client(kubeconfig) as as_jane:
-        review = k8s.AuthenticationV1Api(as_jane).create_self_subject_review(
+
+    whoami = kubectl(kubeconfig, "auth", "whoami", "-o", "json")
+    denied = kubectl(kubeconfig, "get", "pods", "-n", namespace, check=False)
+
+    user = json.loads(whoami.stdout)["status"]["userInfo"]
+    assert (user["username"], "developers" in user["groups"]) == ("jane", True)
+    assert denied.returncode == 1
+    assert 'User "jane" cannot list resource "pods"' in denied.stderr
+
+
+def test_an_impersonating_client_is_authorized_as_the_service_account(control_plane, kube_api, namespace):
+    k8s.CoreV1Api(kube_api).create_namespaced_service_account(namespace, {"metadata": {"name": "bot"}})
+    with control_plane.api_client_impersonating(f"system:serviceaccount:{namespace}:bot") as as_bot:
+        review = k8s.AuthenticationV1Api(as_bot).create_self_subject_review(
             {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-        assert review.status.user_info.username == "jane"
-        assert "developers" in review.status.user_info.groups
         with pytest.raises(ApiException) as denied:
-            k8s.CoreV1Api(as_jane).list_namespaced_pod(namespace)
-        assert denied.value.status == 403
+            k8s.CoreV1Api(as_bot).list_namespaced_pod(namespace)
+
+    assert review.status.user_info.username == f"system:serviceaccount:{namespace}:bot"
+    assert f"system:serviceaccounts:{namespace}" in review.status.user_info.groups
+    assert denied.value.status == 403
+
+
+def kubectl(kubeconfig, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([binary("kubectl"), f"--kubeconfig={kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=30, check=check)
 
 
 def test_pod_metrics_on_a_kwok_pod_ip_are_scraped_by_prometheus(kube_api, namespace, serve_metrics, start_prometheus):

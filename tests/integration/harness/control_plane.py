@@ -16,11 +16,12 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from . import pki
-from .processes import LOOPBACK, Process, binary, free_port, start, wait_for_http, wait_until
+from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, start, wait_for_http, wait_until
 
 POD_CIDR = "127.1.0.0/16"  # kwok hands out pod IPs from here: loopback, so tests can listen on them
 SERVICE_CIDR = "10.96.0.0/16"  # allocated, never dialled
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_STAGES = REPO_ROOT / "testbed" / "kwok" / "stages.yaml"
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, *, cert: Path | None = None,
@@ -64,8 +65,18 @@ class ControlPlane:
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
 
+    def api_client_impersonating(self, user: str, group: str | None = None) -> k8s.ApiClient:
+        """An admin client that acts as `user` (the python client ignores a kubeconfig's `as`).
+        For "system:serviceaccount:NS:NAME" the apiserver adds the service-account groups."""
+        api = self.api_client()
+        api.set_default_header("Impersonate-User", user)
+        if group:
+            api.set_default_header("Impersonate-Group", group)
+        return api
+
     def kubeconfig_impersonating(self, user: str, groups: tuple[str, ...] = ()) -> Path:
-        """Admin credentials that act as `user` (and `groups`): RBAC applies to that identity."""
+        """Admin credentials that act as `user` (and `groups`) for kubectl and helm, which honour a
+        kubeconfig's `as`/`as-groups`: RBAC applies to that identity."""
         safe = user.replace(":", "_").replace("/", "_")
         admin = yaml.safe_load(self.kubeconfig.read_text())["users"][0]["user"]
         return write_kubeconfig(
@@ -179,8 +190,6 @@ def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair,
 def _start_controllers(plane: ControlPlane, service_accounts: pki.KeyPair, log_dir: Path) -> None:
     common = [
         f"--kubeconfig={plane.kubeconfig}",
-        f"--authentication-kubeconfig={plane.kubeconfig}",
-        f"--authorization-kubeconfig={plane.kubeconfig}",
         "--leader-elect=false", f"--bind-address={LOOPBACK}", "--profiling=false",
     ]
     manager_port, scheduler_port = free_port(), free_port()
@@ -205,11 +214,11 @@ def _start_controllers(plane: ControlPlane, service_accounts: pki.KeyPair, log_d
 def _start_kwok(plane: ControlPlane, log_dir: Path) -> None:
     port = free_port()
     process = start("kwok", [
-        binary("kwok"), f"--kubeconfig={plane.kubeconfig}",
+        binary("kwok"), f"--config={KWOK_STAGES}", f"--kubeconfig={plane.kubeconfig}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
         f"--cidr={POD_CIDR}", f"--node-ip={LOOPBACK}",
-        f"--server-address={LOOPBACK}:{port}",
+        f"--server-address={LOOPBACK}:{port}", "--node-lease-duration-seconds=40",
     ], log_dir)
     plane.processes["kwok"] = process
     wait_for_http(f"http://{LOOPBACK}:{port}/healthz", process, timeout=60)
