@@ -19,10 +19,12 @@ from livekit.agents.voice.transcription.synchronizer import TranscriptSynchroniz
 from .agent import PreResponseAgent, TurnRecord
 from .scripted import PacedAudioOutput, ScriptedAudioInput
 
-# Fast endpointing keeps scripted calls short; production uses livekit's defaults.
+# VAD turn detection and fast endpointing keep scripted calls short and deterministic;
+# production uses livekit's defaults.
 SCRIPTED_TURN_HANDLING: dict[str, Any] = {
+    "turn_detection": "vad",
     "endpointing": {"min_delay": 0.2, "max_delay": 1.0},
-    "interruption": {"resume_false_interruption": False},
+    "interruption": {"mode": "vad", "resume_false_interruption": False},
 }
 
 
@@ -39,7 +41,11 @@ class ScriptedCall:
     speaker: PacedAudioOutput = field(init=False)
 
     async def __aenter__(self) -> ScriptedCall:
-        self.session = AgentSession(stt=self.stt, vad=self.vad, llm=self.llm, tts=self.tts, turn_handling=self.turn_handling)
+        # No echo to cancel here: barge-in works from the first agent word (aec_warmup_duration=None).
+        self.session = AgentSession(
+            stt=self.stt, vad=self.vad, llm=self.llm, tts=self.tts, turn_handling=self.turn_handling,
+            aec_warmup_duration=None, session_close_transcript_timeout=0.0,
+        )
         self.caller, self.speaker = ScriptedAudioInput(), PacedAudioOutput()
         synchronizer = TranscriptSynchronizer(next_in_chain_audio=self.speaker, next_in_chain_text=None)
         self.session.input.audio = self.caller

@@ -251,5 +251,9 @@ def _describe(exc: ValidationError) -> str:
     if error["type"] == "literal_error":
         expected = error["ctx"]["expected"].replace("'", "")
         return f"{variable}={value!r} is not a known provider; set one of {expected}"
+    reason = error["msg"].removeprefix("Value error, ")
+    if len(error["loc"]) > 1 and error["type"] != "literal_error":
+        where = ".".join(str(part) for part in error["loc"][1:])
+        return f"{variable} is invalid at {where}: {reason}; fix or unset {variable}"
     shown = "***" if "key" in variable.lower() or "secret" in variable.lower() else repr(value)
-    return f"{variable}={shown} is invalid: {error['msg']}; fix or unset {variable}"
+    return f"{variable}={shown} is invalid: {reason}; fix or unset {variable}"

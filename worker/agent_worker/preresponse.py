@@ -104,10 +104,11 @@ async def generate_filler_text(fast_llm: llm.LLM, chat_ctx: llm.ChatContext) -> 
 class FillerCache:
     """Stock acknowledgements synthesized once per process and TTS voice."""
 
-    _by_voice: dict[tuple[str, str], dict[str, list[rtc.AudioFrame]]] = {}
+    _by_voice: dict[tuple[str, str, str], dict[str, list[rtc.AudioFrame]]] = {}
 
     def __init__(self, tts_engine: tts.TTS, phrases: Sequence[str]) -> None:
-        self._key = (tts_engine.provider, tts_engine.model)
+        voice = getattr(tts_engine, "voice", None) or getattr(getattr(tts_engine, "_opts", None), "voice", "")
+        self._key = (tts_engine.provider, tts_engine.model, str(voice))
         self._tts = tts_engine
         self._phrases = list(phrases)
         self._task: asyncio.Task[None] | None = None
@@ -120,15 +121,16 @@ class FillerCache:
 
     async def _synthesize_missing(self) -> None:
         store = FillerCache._by_voice.setdefault(self._key, {})
-        for phrase in self._phrases:
-            if normalize(phrase) in store:
-                continue
-            try:
-                frames = [event.frame async for event in self._tts.synthesize(phrase)]
-            except Exception:
-                logger.warning("could not pre-synthesize %r; it will be synthesized when used", phrase, exc_info=True)
-                continue
-            store[normalize(phrase)] = frames
+        missing = [phrase for phrase in self._phrases if normalize(phrase) not in store]
+        results = await asyncio.gather(*(self._synthesize(phrase) for phrase in missing), return_exceptions=True)
+        for phrase, frames in zip(missing, results):
+            if isinstance(frames, BaseException):
+                logger.warning("could not pre-synthesize %r (%s); it will be synthesized when used", phrase, frames)
+            else:
+                store[normalize(phrase)] = frames
+
+    async def _synthesize(self, phrase: str) -> list[rtc.AudioFrame]:
+        return [event.frame async for event in self._tts.synthesize(phrase)]
 
     def get(self, text: str) -> list[rtc.AudioFrame] | None:
         return FillerCache._by_voice.get(self._key, {}).get(normalize(text))

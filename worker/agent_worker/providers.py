@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import llm, vad
+from livekit.plugins import deepgram, groq, openai, silero
 
 from .config import DEFAULT_BASE_URLS, ConfigError, Settings
 
@@ -48,8 +49,6 @@ def build_llm_chain(settings: Settings, role: str) -> Chain:
 
 
 def _llm(settings: Settings, provider: str, model: str, base_url: str | None, role: str) -> llm.LLM:
-    from livekit.plugins import groq, openai
-
     limit: dict[str, Any] = {"max_completion_tokens": FAST_LLM_MAX_TOKENS} if role == "fast" else {}
     if provider == "groq":
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
@@ -65,8 +64,6 @@ def _llm(settings: Settings, provider: str, model: str, base_url: str | None, ro
 
 
 def build_stt(settings: Settings) -> Chain:
-    from livekit.plugins import deepgram, openai
-
     model = str(settings.stt_model)
     if settings.stt_provider == "deepgram":
         instance: Any = deepgram.STT(model=model, language=settings.stt_language, api_key=settings.api_key("deepgram"))
@@ -77,8 +74,6 @@ def build_stt(settings: Settings) -> Chain:
 
 
 def build_tts(settings: Settings) -> Chain:
-    from livekit.plugins import openai
-
     model = str(settings.tts_model)
     kwargs: dict[str, Any] = {"base_url": settings.tts_base_url} if settings.tts_base_url else {}
     instance = openai.TTS(model=model, voice=settings.tts_voice, api_key=settings.api_key("openai") or "unused", **kwargs)
@@ -87,8 +82,6 @@ def build_tts(settings: Settings) -> Chain:
 
 def build_vad() -> vad.VAD:
     """Silero VAD; its model ships inside the plugin's wheel, so this works offline."""
-    from livekit.plugins import silero
-
     return silero.VAD.load()
 
 

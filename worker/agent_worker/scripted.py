@@ -160,6 +160,7 @@ class ScriptedTTS(_Named, tts.TTS):
         super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=SAMPLE_RATE, num_channels=1)
         self._model, self._provider = model, provider
         self.ttfb, self.seconds_per_char = ttfb, seconds_per_char
+        self.voice = f"tone-{seconds_per_char}s-per-char"  # a different pace is a different voice
         self.texts: list[str] = []
 
     def synthesize(self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> tts.ChunkedStream:

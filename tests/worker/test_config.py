@@ -1,0 +1,148 @@
+"""Configuration: every bad input stops start-up with one line naming the variable and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent_worker import cli
+from agent_worker.config import ConfigError, load_settings
+
+
+def config_error() -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "provider_var", "provider"),
+    [
+        ("GROQ_API_KEY", "AGENT_LLM_PROVIDER", "groq"),
+        ("DEEPGRAM_API_KEY", "AGENT_STT_PROVIDER", "deepgram"),
+        ("OPENAI_API_KEY", "AGENT_TTS_PROVIDER", "openai"),
+    ],
+)
+def test_missing_api_key_names_the_key_and_the_role_needing_it(keyed_env, variable, provider_var, provider):
+    keyed_env.delenv(variable)
+    message = config_error()
+    assert message.startswith(f"{variable} is not set but {provider_var}={provider} needs it")
+    assert "\n" not in message
+
+
+def test_fast_llm_key_is_required_only_when_preresponse_is_on(keyed_env):
+    keyed_env.setenv("AGENT_LLM_PROVIDER", "openai")
+    keyed_env.delenv("GROQ_API_KEY")
+    assert config_error().startswith("GROQ_API_KEY is not set but AGENT_FAST_LLM_PROVIDER=groq needs it")
+    keyed_env.setenv("AGENT_PRERESPONSE_ENABLED", "false")
+    assert load_settings().fast_llm_provider == "groq"
+
+
+def test_openai_compatible_base_url_needs_no_openai_key(keyed_env):
+    keyed_env.delenv("OPENAI_API_KEY")
+    keyed_env.setenv("AGENT_TTS_BASE_URL", "http://127.0.0.1:8000/v1")
+    assert load_settings().tts_base_url == "http://127.0.0.1:8000/v1"
+
+
+def test_unknown_provider_lists_the_known_ones(keyed_env):
+    keyed_env.setenv("AGENT_LLM_PROVIDER", "anthropic")
+    assert config_error() == "AGENT_LLM_PROVIDER='anthropic' is not a known provider; set one of groq, ollama or openai"
+
+
+def test_malformed_number_names_the_variable(keyed_env):
+    keyed_env.setenv("AGENT_METRICS_PORT", "ninety")
+    message = config_error()
+    assert message.startswith("AGENT_METRICS_PORT='ninety' is invalid:")
+    assert message.endswith("fix or unset AGENT_METRICS_PORT")
+
+
+def test_out_of_range_word_limit_is_rejected(keyed_env):
+    keyed_env.setenv("AGENT_PRERESPONSE_MAX_WORDS", "0")
+    assert config_error().startswith("AGENT_PRERESPONSE_MAX_WORDS='0' is invalid: Input should be greater than or equal to 1")
+
+
+def test_malformed_fallback_chain_shows_the_expected_shape(keyed_env):
+    keyed_env.setenv("AGENT_LLM_FALLBACK", "ollama")
+    assert config_error() == (
+        "AGENT_LLM_FALLBACK='ollama' is invalid: 'ollama' is not provider:model (e.g. ollama:llama3.1:70b); "
+        "fix or unset AGENT_LLM_FALLBACK"
+    )
+
+
+def test_unknown_provider_in_a_fallback_chain_is_named(keyed_env):
+    keyed_env.setenv("AGENT_FAST_LLM_FALLBACK", "mistral:small")
+    assert config_error() == "AGENT_FAST_LLM_FALLBACK='mistral' is not a known provider; set one of groq, ollama or openai"
+
+
+def test_fallback_chain_is_parsed_in_order(keyed_env):
+    keyed_env.setenv("AGENT_LLM_FALLBACK", "ollama:llama3.1:70b, openai:gpt-4.1")
+    chain = load_settings().llm_fallback
+    assert [(e.provider, e.model) for e in chain] == [("ollama", "llama3.1:70b"), ("openai", "gpt-4.1")]
+
+
+def test_prices_that_are_not_json_name_the_variable(keyed_env):
+    keyed_env.setenv("AGENT_PRICES", "{not json")
+    assert config_error() == "AGENT_PRICES is not valid JSON; set it to a JSON value (see `agent-worker config`)"
+
+
+def test_prices_with_an_unknown_field_are_rejected(keyed_env):
+    keyed_env.setenv("AGENT_PRICES", json.dumps({"groq/x": {"inputPerMillion": 1}}))
+    assert config_error() == (
+        "AGENT_PRICES is invalid at groq/x.inputPerMillion: Extra inputs are not permitted; fix or unset AGENT_PRICES"
+    )
+
+
+def test_prices_use_the_crd_camelcase_names(keyed_env):
+    keyed_env.setenv("AGENT_PRICES", json.dumps({"groq/x": {"inputPerMillionTokens": 0.5, "perAudioMinute": 0.01}}))
+    price = load_settings().prices["groq/x"]
+    assert (price.input_per_million_tokens, price.per_audio_minute) == (0.5, 0.01)
+
+
+def test_config_file_supplies_values_and_environment_wins(keyed_env, tmp_path):
+    path = tmp_path / "worker.yaml"
+    path.write_text("AGENT_LLM_PROVIDER: ollama\nAGENT_PRERESPONSE_MAX_WORDS: 5\n")
+    keyed_env.setenv("AGENT_CONFIG_FILE", str(path))
+    keyed_env.setenv("AGENT_PRERESPONSE_MAX_WORDS", "6")
+    settings = load_settings()
+    assert (settings.llm_provider, settings.llm_model, settings.preresponse_max_words) == ("ollama", "llama3.1:70b", 6)
+
+
+def test_config_file_with_an_unknown_key_is_rejected(keyed_env, tmp_path):
+    path = tmp_path / "worker.yaml"
+    path.write_text("AGENT_LLM_PROVIDR: ollama\n")
+    keyed_env.setenv("AGENT_CONFIG_FILE", str(path))
+    assert config_error() == (
+        f"AGENT_CONFIG_FILE={path}: unknown key AGENT_LLM_PROVIDR; use the variable names of `agent-worker config`"
+    )
+
+
+def test_unreadable_config_file_is_named(keyed_env, tmp_path):
+    keyed_env.setenv("AGENT_CONFIG_FILE", str(tmp_path / "missing.yaml"))
+    assert config_error().startswith(f"AGENT_CONFIG_FILE={tmp_path / 'missing.yaml'} cannot be read")
+
+
+def test_cli_prints_a_config_error_as_one_line_and_exits_2(clean_env, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["config"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert err.count("\n") == 1
+    assert err.startswith("agent-worker: GROQ_API_KEY is not set")
+
+
+def test_cli_config_prints_effective_settings_with_secrets_redacted(keyed_env, capsys):
+    keyed_env.setenv("LIVEKIT_API_SECRET", "very-secret")
+    assert cli.main(["config"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["GROQ_API_KEY"] == "***"
+    assert shown["LIVEKIT_API_SECRET"] == "***"
+    assert shown["AGENT_LLM_MODEL"] == "llama-3.3-70b-versatile"
+    assert shown["AGENT_FAST_LLM_MODEL"] == "llama-3.1-8b-instant"
+    assert "very-secret" not in out and "test-groq_api_key" not in out
+
+
+def test_cli_rejects_an_unknown_command(clean_env, capsys):
+    assert cli.main(["serve"]) == 2
+    assert "unknown command 'serve'" in capsys.readouterr().err
