@@ -67,10 +67,31 @@ build_livekit() {
   mark_built livekit livekit-server
 }
 
+# Ollama's llama.cpp includes headers from its vendor/ folder, which Go module zips leave out:
+# nlohmann/json and stb come from Debian, miniaudio.h from the PyPI sdist of `miniaudio`.
+MINIAUDIO_SDIST=miniaudio==1.71   # carries miniaudio.h 0.11.25
+ollama_headers() {
+  local missing=()
+  [[ -f /usr/include/nlohmann/json_fwd.hpp ]] || missing+=(nlohmann-json3-dev)
+  [[ -f /usr/include/stb/stb_image.h ]] || missing+=(libstb-dev)
+  command -v g++ >/dev/null || missing+=(g++)
+  [[ ${#missing[@]} -eq 0 ]] || { say "installing ${missing[*]} (Debian) for Ollama's cgo build"; apt_install "${missing[@]}"; }
+  local header=$TESTBED/include/miniaudio/miniaudio.h
+  if [[ ! -s $header ]]; then
+    say "fetching miniaudio.h from the PyPI sdist $MINIAUDIO_SDIST"
+    local tmp; tmp=$(mktemp -d)
+    "$PY" -m pip download -q --no-deps --no-binary :all: "$MINIAUDIO_SDIST" -d "$tmp"
+    mkdir -p "$(dirname "$header")"
+    tar -xzf "$tmp"/miniaudio-*.tar.gz -C "$tmp"
+    cp "$(find "$tmp" -path '*/miniaudio/miniaudio.h' | head -n 1)" "$header"
+    rm -rf "$tmp"
+  fi
+}
+
 build_ollama() {
   up_to_date ollama ollama && { say "ollama: up to date"; return; }
-  command -v g++ >/dev/null || { say "installing g++ (Debian) for Ollama's cgo build"; apt_install g++; }
-  CGO_ENABLED=1 go_build ollama "" github.com/ollama/ollama
+  ollama_headers
+  CGO_ENABLED=1 CGO_CPPFLAGS="-I$TESTBED/include" go_build ollama "" github.com/ollama/ollama
   mark_built ollama ollama
 }
 
