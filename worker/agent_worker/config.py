@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     tts_base_url: str | None = Field(None, description="OpenAI-compatible base URL for TTS")
 
     metrics_port: int = Field(9100, ge=1, le=65535, description="Port of the Prometheus endpoint")
+    health_port: int = Field(8081, ge=1, le=65535, description="Port of livekit's health endpoint (GET / and /worker)")
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description='Price overrides as JSON, keyed "provider/model"'
     )

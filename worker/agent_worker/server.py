@@ -57,7 +57,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def create_server(settings: Settings) -> AgentServer:
-    agent_server = AgentServer(setup_fnc=prewarm)
+    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port)
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 
