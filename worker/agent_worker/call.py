@@ -61,11 +61,12 @@ class ScriptedCall:
         await self.session.aclose()
 
     async def turn(self, speech_seconds: float = 0.4, *, timeout: float = 10.0) -> TurnRecord:
-        """The caller speaks, then the call runs until the agent has answered and gone quiet."""
+        """The caller speaks, then the call runs until the agent's answer was heard and all is quiet."""
         count = len(self.agent.turns)
         await self.caller.say(speech_seconds)
-        await self.wait_quiet(lambda: len(self.agent.turns) > count, timeout=timeout)
-        return self.agent.turns[-1]
+        turns = self.agent.turns
+        await self.wait_quiet(lambda: len(turns) > count and turns[-1].answer_audio_at is not None, timeout=timeout)
+        return turns[-1]
 
     async def wait_quiet(self, condition: Any = lambda: True, *, timeout: float = 10.0, settle: float = 0.15) -> None:
         """Wait until `condition()` holds and nothing is queued, playing or being generated."""

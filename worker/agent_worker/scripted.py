@@ -102,6 +102,7 @@ class ScriptedLLM(_Named, llm.LLM):
         self.prompt_tokens, self.cached_tokens = prompt_tokens, cached_tokens
         self.failures_left = failures
         self.requests: list[llm.ChatContext] = []
+        self.timings: list[tuple[float, float]] = []  # (time.time() at start, scripted seconds to last token)
 
     def chat(
         self,
@@ -117,6 +118,10 @@ class ScriptedLLM(_Named, llm.LLM):
     def reply_for(self, chat_ctx: llm.ChatContext) -> str:
         return self._reply(chat_ctx) if callable(self._reply) else self._reply
 
+    def draw_delays(self, chat_ctx: llm.ChatContext) -> tuple[float, float]:
+        """(time to first token, interval between tokens) for one request; override to key draws."""
+        return _seconds(self.ttft), _seconds(self.token_interval)
+
 
 class _ScriptedLLMStream(llm.LLMStream):
     _llm: ScriptedLLM
@@ -127,11 +132,13 @@ class _ScriptedLLMStream(llm.LLMStream):
             scripted.failures_left -= 1
             raise APIConnectionError("scripted provider failure", retryable=False)
         request_id = f"scripted-{next(_ids)}"
-        await asyncio.sleep(_seconds(scripted.ttft))
         words = scripted.reply_for(self._chat_ctx).split()
+        ttft, interval = scripted.draw_delays(self._chat_ctx)
+        scripted.timings.append((time.time(), ttft + interval * max(0, len(words) - 1)))
+        await asyncio.sleep(ttft)
         for index, word in enumerate(words):
             if index:
-                await asyncio.sleep(_seconds(scripted.token_interval))
+                await asyncio.sleep(interval)
             text = word if index == 0 else f" {word}"
             self._event_ch.send_nowait(llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=text)))
         usage = llm.CompletionUsage(
@@ -163,6 +170,10 @@ class ScriptedTTS(_Named, tts.TTS):
         self.voice = f"tone-{seconds_per_char}s-per-char"  # a different pace is a different voice
         self.texts: list[str] = []
 
+    def draw_ttfb(self, text: str) -> float:
+        """Time to first audio for one request; override to key draws."""
+        return _seconds(self.ttfb)
+
     def synthesize(self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> tts.ChunkedStream:
         self.texts.append(text)
         return _ScriptedChunkedStream(tts=self, input_text=text, conn_options=conn_options)
@@ -172,7 +183,7 @@ class _ScriptedChunkedStream(tts.ChunkedStream):
     _tts: ScriptedTTS
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
-        await asyncio.sleep(_seconds(self._tts.ttfb))
+        await asyncio.sleep(self._tts.draw_ttfb(self._input_text))
         output_emitter.initialize(
             request_id=f"scripted-{next(_ids)}", sample_rate=SAMPLE_RATE, num_channels=1, mime_type="audio/pcm"
         )
