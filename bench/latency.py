@@ -36,7 +36,7 @@ from livekit.agents import llm
 
 from agent_worker.agent import PreResponseAgent, TurnRecord
 from agent_worker.call import ScriptedCall
-from agent_worker.preresponse import PreResponseOptions, normalize
+from agent_worker.preresponse import PreResponseOptions
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
 
 

@@ -147,9 +147,14 @@ class PreResponseAgent(Agent):
             await self._speak_then_answer(turn_ctx, ctx, record)
             return
         filler = Filler(transcript, self._take_prepared(transcript, ctx))
-        handle = self.session.say(
-            filler.text_stream(), audio=filler.audio_stream(self.session.tts, self._cache), add_to_chat_ctx=True
-        )
+        try:
+            handle = self.session.say(
+                filler.text_stream(), audio=filler.audio_stream(self.session.tts, self._cache), add_to_chat_ctx=True
+            )
+        except RuntimeError:  # the session is closing: the answer path decides what happens
+            filler.text_task.cancel()
+            self._finish(record, "failed", None)
+            return
         self._filler, self._filler_handle = filler, handle
         handle.add_done_callback(lambda h: self._on_filler_done(filler, h, record))
 
@@ -219,7 +224,7 @@ class PreResponseAgent(Agent):
     def _on_filler_done(self, filler: Filler, handle: SpeechHandle, record: TurnRecord) -> None:
         started = filler.audio_started is not None and filler.audio_started.done() and filler.audio_started.result()
         if filler.outcome is None:
-            filler.settle("interrupted" if handle.interrupted else "spoken")
+            filler.settle("interrupted" if handle.interrupted else "spoken" if started else "failed")
             if handle.interrupted and self._reply_handle is not None and not self._reply_handle.done():
                 self._reply_handle.interrupt(force=True)  # barge-in on the filler stops the answer too
         if started:

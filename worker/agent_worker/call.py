@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentSession, llm, stt, tts, vad
+from livekit.agents.voice import io
 from livekit.agents.voice.transcription.synchronizer import TranscriptSynchronizer
 
 from .agent import PreResponseAgent, TurnRecord
-from .scripted import PacedAudioOutput, ScriptedAudioInput
+from .scripted import FRAME_SECONDS, SAMPLE_RATE, silence, tone
 
 # VAD turn detection and fast endpointing keep scripted calls short and deterministic;
 # production uses livekit's defaults.
@@ -94,3 +96,99 @@ class ScriptedCall:
             for item in self.agent.chat_ctx.items
             if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant")
         ]
+
+
+class ScriptedAudioInput(io.AudioInput):
+    """A caller: silence in real time, and `speak(seconds)` of voice when asked."""
+
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__(label="scripted-caller")
+        self._sample_rate = sample_rate
+        self._voiced_left = 0.0
+        self._next_at: float | None = None
+        self._closed = False
+        self.speech_ended = asyncio.Event()
+        self.last_voice_at = 0.0
+
+    def speak(self, seconds: float) -> None:
+        self.speech_ended.clear()
+        self._voiced_left += seconds
+
+    async def say(self, seconds: float) -> float:
+        """Speak for `seconds`; returns the perf_counter time of the last voiced frame."""
+        self.speak(seconds)
+        await self.speech_ended.wait()
+        return self.last_voice_at
+
+    def close(self) -> None:
+        self._closed = True
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        if self._closed:
+            raise StopAsyncIteration
+        now = time.perf_counter()
+        self._next_at = now if self._next_at is None or self._next_at < now - 0.2 else self._next_at
+        await asyncio.sleep(max(0.0, self._next_at - now))
+        self._next_at += FRAME_SECONDS
+        if self._voiced_left > 1e-9:
+            self._voiced_left -= FRAME_SECONDS
+            self.last_voice_at = time.perf_counter()
+            if self._voiced_left <= 1e-9:
+                self.speech_ended.set()
+            return tone(FRAME_SECONDS, sample_rate=self._sample_rate)
+        return silence(FRAME_SECONDS, sample_rate=self._sample_rate)
+
+
+@dataclass
+class Playout:
+    """One segment the caller heard: when its first frame arrived, how much of it played."""
+
+    first_frame_at: float
+    starts_at: float
+    pushed: float = 0.0
+    played: float = 0.0
+    interrupted: bool = False
+    done: bool = False
+
+
+class PacedAudioOutput(io.AudioOutput):
+    """A speaker that plays segments one after another in real time and records each one."""
+
+    def __init__(self) -> None:
+        super().__init__(label="paced-speaker", capabilities=io.AudioOutputCapabilities(pause=False), sample_rate=None)
+        self.playouts: list[Playout] = []
+        self._current: Playout | None = None
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if self._current is None:
+            now = time.perf_counter()
+            queued_until = max((p.starts_at + p.pushed for p in self.playouts if not p.done), default=now)
+            self._current = Playout(first_frame_at=now, starts_at=max(now, queued_until))
+            self.playouts.append(self._current)
+            self.on_playback_started(created_at=time.time())
+        self._current.pushed += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        if self._current is None:
+            return
+        segment, self._current = self._current, None
+        delay = max(0.0, segment.starts_at + segment.pushed - time.perf_counter())
+        self._timers[id(segment)] = asyncio.get_running_loop().call_later(delay, self._finish, segment, False)
+
+    def clear_buffer(self) -> None:
+        self._current = None
+        for segment in [p for p in self.playouts if not p.done]:
+            self._finish(segment, True)
+
+    def _finish(self, segment: Playout, interrupted: bool) -> None:
+        if segment.done:
+            return
+        if (timer := self._timers.pop(id(segment), None)) is not None:
+            timer.cancel()
+        segment.done, segment.interrupted = True, interrupted
+        heard = time.perf_counter() - segment.starts_at
+        segment.played = min(segment.pushed, max(0.0, heard)) if interrupted else segment.pushed
+        self.on_playback_finished(playback_position=segment.played, interrupted=interrupted)

@@ -183,7 +183,12 @@ class Filler:
             return
         frames = cache.get(self.text) if cache else None
         if frames is None:
-            frames = [event.frame async for event in tts_engine.synthesize(self.text)]
+            try:
+                frames = [event.frame async for event in tts_engine.synthesize(self.text)]
+            except Exception:
+                logger.warning("could not synthesize the pre-response; no pre-response this turn", exc_info=True)
+                self.settle("failed")
+                return
         if self.answer_ready.is_set():
             self.settle("skipped_answer_first")
             return

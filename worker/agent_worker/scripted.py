@@ -11,8 +11,8 @@ callable returning one, so a benchmark can draw from a distribution):
 - `ScriptedVAD`: any frame with a non-zero sample is speech.
 - `ScriptedSTT`: streaming; `final_delay` after an utterance's voice stops it emits the next
   transcript of its script and bills the voiced seconds of that utterance.
-- `ScriptedAudioInput` / `PacedAudioOutput`: a caller that speaks in real time, and a speaker
-  that plays out in real time and records what was heard.
+
+The caller's microphone and ear (`ScriptedAudioInput`, `PacedAudioOutput`) live in `call.py`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from livekit import rtc
 from livekit.agents import APIConnectionError, APIConnectOptions, llm, stt, tts, vad
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
-from livekit.agents.voice import io
 
 Delay = float | Callable[[], float]
 SAMPLE_RATE = 24000
@@ -306,105 +304,3 @@ class _ScriptedRecognizeStream(stt.RecognizeStream):
             self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.FINAL_TRANSCRIPT, request_id=request_id, alternatives=[data]))
         usage = stt.RecognitionUsage(audio_duration=voiced_seconds)
         self._event_ch.send_nowait(stt.SpeechEvent(type=stt.SpeechEventType.RECOGNITION_USAGE, request_id=request_id, recognition_usage=usage))
-
-
-# --- audio in and out --------------------------------------------------------------------
-
-
-class ScriptedAudioInput(io.AudioInput):
-    """A caller: silence in real time, and `speak(seconds)` of voice when asked."""
-
-    def __init__(self, *, sample_rate: int = SAMPLE_RATE) -> None:
-        super().__init__(label="scripted-caller")
-        self._sample_rate = sample_rate
-        self._voiced_left = 0.0
-        self._next_at: float | None = None
-        self._closed = False
-        self.speech_ended = asyncio.Event()
-        self.last_voice_at = 0.0
-
-    def speak(self, seconds: float) -> None:
-        self.speech_ended.clear()
-        self._voiced_left += seconds
-
-    async def say(self, seconds: float) -> float:
-        """Speak for `seconds`; returns the perf_counter time of the last voiced frame."""
-        self.speak(seconds)
-        await self.speech_ended.wait()
-        return self.last_voice_at
-
-    def close(self) -> None:
-        self._closed = True
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        if self._closed:
-            raise StopAsyncIteration
-        now = time.perf_counter()
-        self._next_at = now if self._next_at is None or self._next_at < now - 0.2 else self._next_at
-        await asyncio.sleep(max(0.0, self._next_at - now))
-        self._next_at += FRAME_SECONDS
-        if self._voiced_left > 1e-9:
-            self._voiced_left -= FRAME_SECONDS
-            self.last_voice_at = time.perf_counter()
-            if self._voiced_left <= 1e-9:
-                self.speech_ended.set()
-            return tone(FRAME_SECONDS, sample_rate=self._sample_rate)
-        return silence(FRAME_SECONDS, sample_rate=self._sample_rate)
-
-
-@dataclass
-class Playout:
-    """One segment the caller heard: when its first frame arrived, how much of it played."""
-
-    first_frame_at: float
-    starts_at: float
-    pushed: float = 0.0
-    played: float = 0.0
-    interrupted: bool = False
-    done: bool = False
-
-
-class PacedAudioOutput(io.AudioOutput):
-    """A speaker that plays segments one after another in real time and records each one."""
-
-    def __init__(self) -> None:
-        super().__init__(label="paced-speaker", capabilities=io.AudioOutputCapabilities(pause=False), sample_rate=None)
-        self.playouts: list[Playout] = []
-        self.first_frame_callbacks: list[Callable[[Playout], None]] = []
-        self._current: Playout | None = None
-        self._timers: dict[int, asyncio.TimerHandle] = {}
-
-    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        await super().capture_frame(frame)
-        if self._current is None:
-            now = time.perf_counter()
-            queued_until = max((p.starts_at + p.pushed for p in self.playouts if not p.done), default=now)
-            self._current = Playout(first_frame_at=now, starts_at=max(now, queued_until))
-            self.playouts.append(self._current)
-            self.on_playback_started(created_at=time.time())
-            for callback in self.first_frame_callbacks:
-                callback(self._current)
-        self._current.pushed += frame.duration
-
-    def flush(self) -> None:
-        super().flush()
-        if self._current is None:
-            return
-        segment, self._current = self._current, None
-        delay = max(0.0, segment.starts_at + segment.pushed - time.perf_counter())
-        self._timers[id(segment)] = asyncio.get_running_loop().call_later(delay, self._finish, segment, False)
-
-    def clear_buffer(self) -> None:
-        self._current = None
-        for segment in [p for p in self.playouts if not p.done]:
-            self._finish(segment, True)
-
-    def _finish(self, segment: Playout, interrupted: bool) -> None:
-        if segment.done:
-            return
-        if (timer := self._timers.pop(id(segment), None)) is not None:
-            timer.cancel()
-        segment.done, segment.interrupted = True, interrupted
-        heard = time.perf_counter() - segment.starts_at
-        segment.played = min(segment.pushed, max(0.0, heard)) if interrupted else segment.pushed
-        self.on_playback_finished(playback_position=segment.played, interrupted=interrupted)

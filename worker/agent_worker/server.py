@@ -6,7 +6,7 @@ object its CLI looks for. Configuration errors are caught earlier by `agent-work
 
 from __future__ import annotations
 
-from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
+from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess, inference
 
 from .agent import PreResponseAgent
 from .config import Settings, load_settings
@@ -14,6 +14,10 @@ from .metrics import SessionRecorder
 from .preresponse import PreResponseOptions
 from .pricing import PriceTable
 from .providers import build_components, build_vad, watch
+
+
+# No LiveKit Cloud inference: the local end-of-turn model and VAD barge-in, in dev mode too.
+SELF_HOSTED_TURN_HANDLING = {"interruption": {"mode": "vad"}}
 
 
 def preresponse_options(settings: Settings) -> PreResponseOptions:
@@ -43,7 +47,11 @@ async def entrypoint(ctx: JobContext) -> None:
         observer=recorder,
     )
     session = AgentSession(
-        stt=components.stt.instance, llm=components.main.instance, tts=components.tts.instance, vad=components.vad
+        stt=components.stt.instance,
+        llm=components.main.instance,
+        tts=components.tts.instance,
+        vad=components.vad,
+        turn_handling={**SELF_HOSTED_TURN_HANDLING, "turn_detection": inference.TurnDetector(version="v1-mini")},
     )
     session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))
     session.on("close", lambda ev: recorder.finish(str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)))
