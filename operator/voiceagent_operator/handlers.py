@@ -14,7 +14,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import metrics
-from .kube import Kube
+from .kube import Kube, connection_info, load_configuration
 from .options import OperatorOptions
 from .reconcile import AgentMemory, Context, reconcile
 from .spec import GROUP, PLURAL, VERSION
@@ -23,22 +23,35 @@ OPTIONS = OperatorOptions()
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
+@kopf.on.login()
+async def handle_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf and the operator's own client authenticate from the same configuration."""
+    configuration = await load_configuration()
+    previous = getattr(memo, "kube", None)
+    memo.kube = Kube.from_configuration(configuration)
+    if previous is not None:  # a re-login after the credentials expired
+        await previous.close()
+    return await connection_info(configuration)
+
+
 @kopf.on.startup()
 async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf's bookkeeping goes to annotations, so the status holds only what the CRD declares.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # Kopf's timers need a finalizer; on deletion it waits for the running reconcile to return, and
+    # this is how soon it looks again (its default, 60 s, would hold a deletion for a minute).
     settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.background.cancellation_polling = 1
     settings.peering.name = "voiceagent-operator"
-    memo.kube = await Kube.connect()
     memo.agents = {}
-    if OPTIONS.metrics_port:
-        start_http_server(OPTIONS.metrics_port)
+    serve_metrics_once(OPTIONS.metrics_port)
 
 
 @kopf.on.cleanup()
 async def handle_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    await memo.kube.close()
+    if getattr(memo, "kube", None) is not None:
+        await memo.kube.close()
 
 
 @kopf.on.create(*RESOURCE)
@@ -55,6 +68,16 @@ async def handle_event(type: str, namespace: str, name: str, uid: str, memo: kop
     if type == "DELETED":
         memo.agents.pop(uid, None)
         metrics.forget(namespace, name)
+
+
+_METRICS_SERVED: set[int] = set()
+
+
+def serve_metrics_once(port: int) -> None:
+    """The operator's /metrics on its own port (a daemon thread), started once per process."""
+    if port and port not in _METRICS_SERVED:
+        start_http_server(port)
+        _METRICS_SERVED.add(port)
 
 
 async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -45,6 +46,20 @@ def object_path(api_version: str, kind: str, namespace: str | None, name: str, s
     return f"{path}/{subresource}" if subresource else path
 
 
+async def load_configuration() -> aio_client.Configuration:
+    """In a pod, its ServiceAccount; elsewhere $KUBECONFIG (read now, not at import) or ~/.kube/config.
+
+    Both the operator's own client and Kopf's (see `handlers.handle_login`) use this one result.
+    """
+    configuration = aio_client.Configuration()
+    try:
+        aio_config.load_incluster_config(client_configuration=configuration)
+    except aio_config.ConfigException:
+        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        await aio_config.load_kube_config(config_file=path, client_configuration=configuration, persist_config=False)
+    return configuration
+
+
 class Kube:
     """Requests against one apiserver, authenticated as the operator."""
 
@@ -52,13 +67,7 @@ class Kube:
         self._client = api_client
 
     @classmethod
-    async def connect(cls) -> Kube:
-        """In a pod, the ServiceAccount; elsewhere $KUBECONFIG or ~/.kube/config (same as Kopf's login)."""
-        configuration = aio_client.Configuration()
-        try:
-            aio_config.load_incluster_config(client_configuration=configuration)
-        except aio_config.ConfigException:
-            await aio_config.load_kube_config(client_configuration=configuration, persist_config=False)
+    def from_configuration(cls, configuration: aio_client.Configuration) -> Kube:
         return cls(aio_client.ApiClient(configuration))
 
     async def close(self) -> None:
@@ -131,3 +140,22 @@ class Kube:
                 return False
             raise
         return any(item.get("name") == resource for item in found.get("resources", []))
+
+
+async def connection_info(configuration: aio_client.Configuration) -> Any:
+    """The same credentials in Kopf's terms."""
+    import kopf
+
+    header = await configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = header.partition(" ") if " " in header else ("", "", header)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )

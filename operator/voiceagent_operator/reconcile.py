@@ -45,6 +45,10 @@ class AgentMemory:
     """What the operator remembers about one VoiceAgent between reconciliations."""
 
     history: History = field(default_factory=History)
+    # The status this operator last wrote: the watched body can lag behind it by one event.
+    written_status: dict[str, Any] | None = None
+    # The problem last reported as a Warning event, so that a resync does not repeat it.
+    reported_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,7 @@ async def _reconcile_valid(ctx: Context, spec: VoiceAgentSpec, status: dict[str,
         conditions, status.get("conditions") or [], desired_status["observedGeneration"], ctx.stamp
     )
     await _write_status(ctx, status, desired_status)
+    ctx.memory.reported_problem = None
     labels = (owner.namespace, owner.name)
     metrics.DESIRED_REPLICAS.labels(*labels).set(decision.replicas)
     metrics.MAX_REPLICAS.labels(*labels).set(spec.scaling.max_replicas)
@@ -159,10 +164,10 @@ def _announce(ctx: Context, decision: Decision, rooms: int, spec: VoiceAgentSpec
 
 async def _degrade(ctx: Context, status: dict[str, Any], reason: str, message: str) -> str:
     """Report the problem; the children stay exactly as they are."""
-    previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"), {})
-    if previous.get("message") != message:
+    if ctx.memory.reported_problem != message:
         log.warning("%s/%s degraded: %s", ctx.owner.namespace, ctx.owner.name, message)
         ctx.emit("Warning", reason, message)
+        ctx.memory.reported_problem = message
     generation = ctx.body["metadata"].get("generation", 0)
     conditions = [
         degraded_condition(message, reason),
@@ -180,8 +185,11 @@ async def _degrade(ctx: Context, status: dict[str, Any], reason: str, message: s
 
 async def _write_status(ctx: Context, current: dict[str, Any], desired: dict[str, Any]) -> None:
     patch = status_patch(current, desired)
-    if patch is None:
+    if patch is None or status_patch(ctx.memory.written_status or {}, desired) is None:
         return
     owner = ctx.owner
-    await ctx.kube.merge_patch(API_VERSION, KIND, owner.namespace, owner.name, {"status": patch}, subresource="status")
+    result = await ctx.kube.merge_patch(
+        API_VERSION, KIND, owner.namespace, owner.name, {"status": patch}, subresource="status"
+    )
+    ctx.memory.written_status = (result or {}).get("status")
     metrics.API_WRITES.labels(KIND, "status").inc()

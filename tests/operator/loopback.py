@@ -36,14 +36,18 @@ def free_port(hosts: list[str]) -> int:
 
 
 @asynccontextmanager
-async def metrics_endpoints(bodies: dict[str, str | int]) -> AsyncIterator[int]:
-    """Serve GET /metrics on each IP: a str is the exposition, an int an HTTP error status. Yields the port."""
-    port = free_port(list(bodies))
+async def metrics_endpoints(bodies: dict[str, str | int], port: int | None = None) -> AsyncIterator[int]:
+    """Serve GET /metrics on each IP: a str is the exposition, an int an HTTP error status. Yields the port.
+
+    `bodies` is read at each request, so a test can change what a pod reports while it runs.
+    """
+    port = port or free_port(list(bodies))
     runners = []
     try:
-        for ip, body in bodies.items():
+        for ip in list(bodies):
 
-            async def handler(request: web.Request, body: str | int = body) -> web.Response:
+            async def handler(request: web.Request, ip: str = ip) -> web.Response:
+                body = bodies[ip]
                 if isinstance(body, int):
                     return web.Response(status=body)
                 return web.Response(text=body, content_type="text/plain")
@@ -60,8 +64,9 @@ async def metrics_endpoints(bodies: dict[str, str | int]) -> AsyncIterator[int]:
             await runner.cleanup()
 
 
-def pod(name: str, ip: str | None, ready: bool = True, **annotations: str) -> dict[str, Any]:
+def pod(name: str, ip: str | None, ready: bool = True, labels: dict[str, str] | None = None, **annotations: str) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
     if ip:
         status["podIP"] = ip
-    return {"metadata": {"name": name, "annotations": dict(annotations)}, "status": status}
+    meta = {"name": name, "annotations": dict(annotations), "labels": dict(labels or {}), "resourceVersion": "1"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "status": status}

@@ -1,0 +1,245 @@
+"""The operator under the real Kopf runtime, against kmock: create, update, no-op, scale, delete, bad spec."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import kmock
+import pytest
+from cluster import NAMESPACE, SERVICE_MONITORS, VOICEAGENTS, eventually, obj, voiceagent, writes
+from loopback import exposition, free_port, metrics_endpoints, pod
+from va_examples import groq_spec, ollama_spec
+
+from voiceagent_operator.naming import DELETION_COST_ANNOTATION, Owner, selector_labels, selector_string
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+VA_PATH = f"/apis/{VOICEAGENTS.rsplit('/', 1)[0]}/namespaces/{NAMESPACE}/voiceagents"
+RESYNC = 0.25  # VOICEAGENT_RESYNC_SECONDS in conftest
+
+
+async def send(api: kmock.KubernetesEmulator, method: str, path: str, body: Any = None) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, f"{api.url}{path}", json=body) as response:
+            assert response.status < 300, await response.text()
+
+
+async def create(api: kmock.KubernetesEmulator, name: str, spec: dict[str, Any]) -> None:
+    await send(api, "POST", VA_PATH, voiceagent(name, spec))
+
+
+async def change_spec(api: kmock.KubernetesEmulator, name: str, delta: dict[str, Any], generation: int) -> None:
+    """A spec edit as one merge patch (None removes a key), bumping the generation as the apiserver would."""
+    await send(api, "PATCH", f"{VA_PATH}/{name}", {"metadata": {"generation": generation}, "spec": delta})
+
+
+def status(api: kmock.KubernetesEmulator, name: str) -> dict[str, Any]:
+    return (obj(api, VOICEAGENTS, name) or {}).get("status") or {}
+
+
+def condition(api: kmock.KubernetesEmulator, name: str, kind: str) -> dict[str, Any]:
+    return next((c for c in status(api, name).get("conditions", []) if c["type"] == kind), {})
+
+
+def events(api: kmock.KubernetesEmulator, reason: str) -> list[dict[str, Any]]:
+    return [r.data for r in api if r.method.value == "POST" and r.url.path.endswith("/events") and r.data.get("reason") == reason]
+
+
+async def settled(api: kmock.KubernetesEmulator, name: str) -> None:
+    """Wait until the first reconciliation has written its status."""
+    await eventually(lambda: status(api, name).get("selector"))
+    await eventually(lambda: condition(api, name, "Ready"))
+
+
+async def test_creating_a_voiceagent_creates_its_owned_children_and_reports_status(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    children = {
+        "v1/configmaps": "support-worker-config",
+        "v1/services": "support-worker",
+        "policy/v1/poddisruptionbudgets": "support-worker",
+        "apps/v1/deployments": "support-worker",
+    }
+    for resource, name in children.items():
+        child = await eventually(lambda: obj(api, resource, name))
+        assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-support", resource
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "voiceagent-operator"
+    assert obj(api, "apps/v1/deployments", "support-worker")["spec"]["replicas"] == 1
+    assert all(w.startswith("PATCH") or "/events" in w or w.startswith("POST /apis/agentworker.io") for w in writes(api))
+    current = status(api, "support")
+    assert current["desiredReplicas"] == 1
+    assert current["selector"] == selector_string(Owner("support", NAMESPACE, "uid-support"))
+    assert condition(api, "support", "Ready")["status"] == "False"  # no worker pod is ready in kmock
+    assert condition(api, "support", "Degraded")["status"] == "False"
+    assert condition(api, "support", "Degraded")["observedGeneration"] == 1
+    missing = condition(api, "support", "MonitoringReady")
+    assert (missing["status"], missing["reason"]) == ("False", "ServiceMonitorAPIMissing")
+    assert condition(api, "support", "OllamaReady")["reason"] == "Disabled"
+
+
+async def test_a_resync_of_an_unchanged_voiceagent_writes_nothing(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    await asyncio.sleep(4 * RESYNC)  # let Kopf's own bookkeeping after the create handler finish
+    mark = len(list(api))
+    await asyncio.sleep(8 * RESYNC)
+    new = list(api)[mark:]
+    reads = [r for r in new if r.method.value == "GET" and "support-worker" in r.url.path]
+    assert len(reads) >= 8, "the timer reconciled several times (it reads every child each time)"
+    assert writes(api, since=mark) == []
+
+
+async def test_a_spec_change_updates_the_children_and_the_observed_generation(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+
+    def config_hash() -> str:
+        template = obj(api, "apps/v1/deployments", "support-worker")["spec"]["template"]
+        return template["metadata"]["annotations"]["agentworker.io/config-hash"]
+
+    before = config_hash()
+    await change_spec(api, "support", {"instructions": "Answer in French."}, generation=2)
+    await eventually(lambda: obj(api, "v1/configmaps", "support-worker-config")["data"].get("AGENT_INSTRUCTIONS") == "Answer in French.")
+    await eventually(lambda: config_hash() != before)  # the workers roll to pick the new settings up
+    await eventually(lambda: condition(api, "support", "Ready").get("observedGeneration") == 2)
+    assert status(api, "support")["observedGeneration"] == 2
+
+
+async def test_an_invalid_spec_degrades_and_leaves_the_children_untouched(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    deployment = obj(api, "apps/v1/deployments", "support-worker")
+    await change_spec(api, "support", {"scaling": {"minReplicas": 6, "maxReplicas": 2}}, generation=2)
+    degraded = await eventually(lambda: condition(api, "support", "Degraded").get("status") == "True" and condition(api, "support", "Degraded"))
+    assert degraded["reason"] == "InvalidSpec"
+    assert "spec.scaling" in degraded["message"] and "minReplicas" in degraded["message"]
+    assert degraded["observedGeneration"] == 2
+    await asyncio.sleep(3 * RESYNC)
+    assert obj(api, "apps/v1/deployments", "support-worker") == deployment
+    assert len(events(api, "InvalidSpec")) == 1, "one Warning event, not one per resync"
+
+
+async def test_a_voiceagent_born_invalid_gets_no_children(api) -> None:
+    await create(api, "broken", groq_spec(llm={"provider": "groq"}))
+    await eventually(lambda: condition(api, "broken", "Degraded").get("status") == "True")
+    assert "spec.llm" in condition(api, "broken", "Degraded")["message"]
+    assert obj(api, "apps/v1/deployments", "broken-worker") is None
+
+
+@pytest.mark.parametrize("monitoring", [True])
+async def test_a_service_monitor_is_created_when_its_api_is_served(api) -> None:
+    await create(api, "support", groq_spec(monitoring={"serviceMonitor": {"labels": {"release": "prom"}}}))
+    monitor = await eventually(lambda: obj(api, SERVICE_MONITORS, "support-worker"))
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    await eventually(lambda: condition(api, "support", "MonitoringReady").get("status") == "True")
+    await change_spec(api, "support", {"monitoring": {"serviceMonitor": {"enabled": False}}}, generation=2)
+    await eventually(lambda: obj(api, SERVICE_MONITORS, "support-worker") is None)
+    await eventually(lambda: condition(api, "support", "MonitoringReady").get("reason") == "Disabled")
+
+
+async def test_ollama_is_created_reported_and_removed_keeping_its_models(api) -> None:
+    await create(api, "local", ollama_spec())
+    await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama"))
+    assert obj(api, "v1/services", "local-ollama") is not None
+    assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "PullingModels")
+    assert condition(api, "local", "Ready")["reason"] == "OllamaNotReady"
+    api.objects[kmock.resource("apps/v1/deployments"), NAMESPACE, "local-ollama"].patch({"status": {"readyReplicas": 1}})
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("status") == "True")
+
+    switch_to_groq = {"llm": {"provider": "groq", "credentialsSecret": "groq", "model": None}, "ollama": {"enabled": False}}
+    await change_spec(api, "local", switch_to_groq, generation=2)
+    await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama") is None)
+    assert obj(api, "v1/services", "local-ollama") is None
+    assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None, "Retain keeps the models"
+
+
+async def test_deleting_a_voiceagent_stops_its_reconciliation_and_leaves_children_to_the_gc(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    await send(api, "DELETE", f"{VA_PATH}/support")
+    await eventually(lambda: obj(api, VOICEAGENTS, "support") is None)  # Kopf released its timer's finalizer
+    mark = len(list(api))
+    await asyncio.sleep(4 * RESYNC)
+    assert writes(api, since=mark) == [], "no reconciliation re-creates anything"
+    assert obj(api, "apps/v1/deployments", "support-worker")["metadata"]["ownerReferences"][0]["uid"] == "uid-support"
+
+
+# --- autoscaling ------------------------------------------------------------------------------
+
+
+async def add_worker_pods(api: kmock.KubernetesEmulator, ips: list[str]) -> None:
+    labels = selector_labels(Owner("support", NAMESPACE, "uid-support"), "worker")
+    for i, ip in enumerate(ips):
+        await send(api, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod(f"support-worker-{i}", ip, labels=labels))
+
+
+def replicas(api: kmock.KubernetesEmulator) -> int | None:
+    deployment = obj(api, "apps/v1/deployments", "support-worker")
+    return deployment["spec"]["replicas"] if deployment else None
+
+
+async def test_workers_scale_on_active_rooms_and_idle_pods_are_marked_for_removal_first(api) -> None:
+    ips = ["127.0.3.1", "127.0.3.2"]
+    rooms: dict[str, str | int] = {ips[0]: exposition(0), ips[1]: exposition(0)}
+    port = free_port(ips)
+    scaling = {"minReplicas": 1, "maxReplicas": 5, "targetActiveRoomsPerReplica": 3, "scaleDownStabilizationSeconds": 1}
+    async with metrics_endpoints(rooms, port):
+        await add_worker_pods(api, ips)
+        await create(api, "support", groq_spec(metricsPort=port, scaling=scaling))
+        await settled(api, "support")
+        assert replicas(api) == 1
+        rooms[ips[0]], rooms[ips[1]] = exposition(4, 3), exposition(2)
+        await eventually(lambda: replicas(api) == 3)  # ceil(9 / 3)
+        await eventually(lambda: status(api, "support").get("activeRooms") == 9)
+        assert status(api, "support")["desiredReplicas"] == 3
+        assert status(api, "support")["lastScaleTime"]
+        up = await eventually(lambda: events(api, "ScaledUp"))
+        assert "1 -> 3" in up[0]["message"] and up[0]["type"] == "Normal"
+
+        rooms[ips[0]], rooms[ips[1]] = exposition(0), exposition(2)
+        await eventually(lambda: replicas(api) == 1, timeout=10)
+        pods = {n: obj(api, "v1/pods", n)["metadata"]["annotations"] for n in ("support-worker-0", "support-worker-1")}
+        assert pods["support-worker-0"][DELETION_COST_ANNOTATION] == "0"
+        assert pods["support-worker-1"][DELETION_COST_ANNOTATION] == "2"
+        order = [w for w in writes(api) if "/pods/" in w or "deployments/support-worker" in w]
+        assert order.index(f"PATCH /api/v1/namespaces/{NAMESPACE}/pods/support-worker-0") < len(order) - 1
+        assert order[-1].endswith("deployments/support-worker"), "the costs are set before the scale-down"
+        down = await eventually(lambda: events(api, "ScaledDown"))
+        assert "3 -> 1" in down[0]["message"]
+
+
+async def test_an_unreachable_pod_blocks_scale_down_but_not_scale_up(api) -> None:
+    ips = ["127.0.4.1", "127.0.4.2"]
+    rooms: dict[str, str | int] = {ips[0]: exposition(7), ips[1]: 503}
+    port = free_port(ips)
+    scaling = {"maxReplicas": 5, "targetActiveRoomsPerReplica": 2, "scaleDownStabilizationSeconds": 0}
+    async with metrics_endpoints(rooms, port):
+        await add_worker_pods(api, ips)
+        await create(api, "support", groq_spec(metricsPort=port, scaling=scaling))
+        await eventually(lambda: replicas(api) == 4)
+        rooms[ips[0]] = exposition(0)
+        await asyncio.sleep(6 * RESYNC)
+        assert replicas(api) == 4
+
+
+async def test_kubectl_scale_pins_the_worker_count(api) -> None:
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    await send(api, "PATCH", f"{VA_PATH}/support", {"metadata": {"generation": 2}, "spec": {"replicas": 4}})
+    await eventually(lambda: replicas(api) == 4)
+    await eventually(lambda: status(api, "support").get("desiredReplicas") == 4)
+
+
+async def test_the_operator_serves_its_metrics(api) -> None:
+    from conftest import OPERATOR_METRICS_PORT
+
+    await create(api, "support", groq_spec())
+    await settled(api, "support")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics") as response:
+            text = await response.text()
+    assert "voiceagent_operator_reconciles_total" in text
+    assert 'voiceagent_operator_desired_replicas{namespace="voice",voiceagent="support"} 1.0' in text
