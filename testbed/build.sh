@@ -116,7 +116,7 @@ build_speech() {
   # tests/integration/harness/network.py sets up the loopback-only namespace with `ip`.
   command -v ip >/dev/null || { say "installing iproute2 (Debian)"; apt_install iproute2; }
   "$PY" -c 'import pocketsphinx' 2>/dev/null || { say "pocketsphinx missing: run make setup"; exit 1; }
-  say "speech: espeak-ng $(espeak-ng --version | awk '{print $3}'), pocketsphinx ready"
+  say "speech: espeak-ng $(espeak-ng --version | awk '{print $4}'), pocketsphinx ready"
 }
 
 apt_install() {
