@@ -119,6 +119,7 @@ class TurnSample:
     first_audio: float
     answer_audio: float
     overhead: float | None
+    end_of_speech_to_commit: float
 
 
 @dataclass
@@ -160,7 +161,8 @@ def sample(record: TurnRecord, fast: KeyedLLM, agent: PreResponseAgent, strategy
         if cache is None or record.filler_text is None or cache.get(record.filler_text) is None:
             still_to_run += 0.0 if record.filler_text is None else fast_tts_ttfb(agent, record.filler_text)
         overhead = first_audio - still_to_run
-    return TurnSample(first_audio, answer_audio, overhead)
+    assert record.stopped_speaking_at is not None
+    return TurnSample(first_audio, answer_audio, overhead, record.committed_at - record.stopped_speaking_at)
 
 
 def fast_tts_ttfb(agent: PreResponseAgent, text: str) -> float:
@@ -189,6 +191,7 @@ def summarize(runs: list[StrategyRun]) -> dict[str, Any]:
             for name, samples in by_name.items()
         },
         "overhead_ms": percentiles([s.overhead for s in by_name.get("preresponse", []) if s.overhead is not None]),
+        "end_of_speech_to_commit_ms": percentiles([s.end_of_speech_to_commit for samples in by_name.values() for s in samples]),
     }
 
 
@@ -208,7 +211,11 @@ async def benchmark(turns: int, profiles: dict[str, Profile]) -> dict[str, Any]:
         **summarize(all_runs),
         "profiles": details,
         "method": {
-            "clock_starts": "when livekit commits the caller's turn (on_user_turn_completed)",
+            "clock_starts": "when livekit commits the caller's turn (on_user_turn_completed); "
+            "end_of_speech_to_commit_ms is the endpointing before that, the same for every strategy",
+            "fast_llm_starts": "with the main LLM's preemptive request (final transcript), before the commit",
+            "main_llm_starts": "preemptively, at the final transcript (livekit default), in every strategy; "
+            "the seed invalidates it by editing the turn context",
             "token_interval_s": TOKEN_INTERVAL,
             "stt_final_delay_s": STT_FINAL_DELAY,
             "filler_cache": True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -146,3 +147,16 @@ def test_cli_config_prints_effective_settings_with_secrets_redacted(keyed_env, c
 def test_cli_rejects_an_unknown_command(clean_env, capsys):
     assert cli.main(["serve"]) == 2
     assert "unknown command 'serve'" in capsys.readouterr().err
+
+
+def test_start_with_a_busy_metrics_port_names_the_variable(keyed_env, capsys, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        keyed_env.setenv("AGENT_METRICS_PORT", str(port))
+        keyed_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        assert cli.main(["start"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"agent-worker: AGENT_METRICS_PORT={port} cannot be served")
+    assert err.rstrip().endswith("set AGENT_METRICS_PORT to a free port")

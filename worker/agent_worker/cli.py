@@ -57,7 +57,12 @@ def _run_livekit(command: str, rest: list[str], settings: Settings) -> int:
 
     path = prepare_multiproc_dir()
     if command == "start":
-        serve_metrics(settings.metrics_port, path=path)
+        try:
+            serve_metrics(settings.metrics_port, path=path)
+        except OSError as exc:
+            print(f"agent-worker: AGENT_METRICS_PORT={settings.metrics_port} cannot be served ({exc.strerror}); "
+                  "set AGENT_METRICS_PORT to a free port", file=sys.stderr)
+            return 2
     from livekit.agents.__main__ import main as livekit_main
 
     from . import server as server_module
