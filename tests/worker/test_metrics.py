@@ -36,6 +36,7 @@ SAMPLES = [
     ("agent_worker_llm_completion_tokens_total", MAIN), ("agent_worker_llm_prompt_tokens_total", FAST),
     ("agent_worker_llm_completion_tokens_total", FAST), ("agent_worker_llm_cached_tokens_total", FAST),
     ("agent_worker_llm_ttft_seconds_count", MAIN), ("agent_worker_llm_ttft_seconds_count", FAST),
+    ("agent_worker_llm_ttft_seconds_sum", MAIN), ("agent_worker_llm_ttft_seconds_sum", FAST),
     ("agent_worker_llm_duration_seconds_count", MAIN), ("agent_worker_llm_duration_seconds_count", FAST),
     ("agent_worker_stt_audio_seconds_total", STT), ("agent_worker_stt_duration_seconds_count", STT),
     ("agent_worker_tts_characters_total", TTS), ("agent_worker_tts_ttfb_seconds_count", TTS),
@@ -158,6 +159,11 @@ def test_fast_llm_usage_is_recorded_under_its_own_model_and_role(result):
     assert result.delta("agent_worker_llm_ttft_seconds_count", **FAST) == 2
     assert result.delta("agent_worker_llm_duration_seconds_count", **FAST) == 2
     assert result.delta("agent_worker_llm_ttft_seconds_count", **MAIN) == 5
+
+
+def test_llm_time_to_first_token_is_observed_per_role_at_its_scripted_value(result):
+    assert result.delta("agent_worker_llm_ttft_seconds_sum", **MAIN) == pytest.approx(5 * 0.8, abs=0.1)
+    assert result.delta("agent_worker_llm_ttft_seconds_sum", **FAST) == pytest.approx(2 * 0.02, abs=0.05)
 
 
 def test_cost_is_tokens_times_the_published_price(result):

@@ -1,6 +1,7 @@
 """`agent-worker`: livekit's agent CLI for this worker, plus `config` and `demo`.
 
     agent-worker start [--dev] [--url ...]   run the worker (livekit's `start`)
+    agent-worker dev                         the same as `start --dev`
     agent-worker console --connect-addr ...  livekit's console, driven by the `lk` CLI
     agent-worker download-files              fetch plugin model files (used at image build)
     agent-worker config                      print the effective configuration, secrets redacted
@@ -45,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         from livekit.agents.__main__ import main as livekit_main
 
         return livekit_main(["download-files"])
+    if command == "dev":
+        command, args = "start", ["start", "--dev", *args[1:]]
     if command in LIVEKIT_COMMANDS:
         return _run_livekit(command, args[1:], _settings_or_exit())
-    print(f"agent-worker: unknown command {command!r}; use one of config, start, console, download-files, demo", file=sys.stderr)
+    print(f"agent-worker: unknown command {command!r}; use one of config, start, dev, console, download-files, demo", file=sys.stderr)
     return 2
 
 
