@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent_worker.config import Settings
+
 from .spec import API_VERSION, KIND
 
 FIELD_MANAGER = "voiceagent-operator"
@@ -12,7 +14,7 @@ PART_OF = "agent-worker"
 WORKER = "worker"
 OLLAMA = "ollama"
 OLLAMA_PORT = 11434
-HEALTH_PORT = 8081  # livekit-agents serves its health check here
+HEALTH_PORT: int = Settings.model_fields["health_port"].default  # livekit's health check (GET /)
 CONFIG_HASH_ANNOTATION = "agentworker.io/config-hash"
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
@@ -91,13 +93,8 @@ def metadata(owner: Owner, name: str, component: str, *, owned: bool = True) -> 
     return meta
 
 
-RESTRICTED_POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "fsGroup": 65532,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+# The worker image runs as its own numeric non-root user; runAsNonRoot makes the kubelet check it.
+RESTRICTED_POD_SECURITY: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
     "allowPrivilegeEscalation": False,

@@ -21,6 +21,8 @@ from ..spec import VoiceAgentSpec
 from .worker_config import fast_llm, main_llm
 
 MODELS_PATH = "/models"
+# The Ollama image runs as root unless told otherwise; any non-root id works, fsGroup makes the volume writable.
+OLLAMA_POD_SECURITY = {**RESTRICTED_POD_SECURITY, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
 
 # Starts a private server, pulls every model into the volume, stops. The serving container starts
 # only afterwards, so "Ollama ready" implies "models present".
@@ -93,7 +95,7 @@ def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         # GPU nodes are commonly tainted with their resource name; tolerate that unless told otherwise.
         tolerations = [{"key": spec.ollama.gpu.resource_name, "operator": "Exists", "effect": "NoSchedule"}]
     pod_spec: dict[str, Any] = {
-        "securityContext": RESTRICTED_POD_SECURITY,
+        "securityContext": OLLAMA_POD_SECURITY,
         "initContainers": [pull],
         "containers": [serve],
         "volumes": [

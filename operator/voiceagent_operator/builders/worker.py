@@ -43,12 +43,13 @@ def worker_container(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
         ],
         "envFrom": [{"configMapRef": {"name": owner.worker_config}}],
-        "env": [*secret_env(owner, spec), {"name": "HOME", "value": "/tmp"}, *(spec.env or [])],
+        "env": [*secret_env(owner, spec), *(spec.env or [])],
         "resources": spec.resources or DEFAULT_RESOURCES,
         "startupProbe": _health_probe(period=5, failures=60),
         "readinessProbe": _health_probe(period=10, failures=3),
         "livenessProbe": _health_probe(period=20, failures=3),
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        # The root filesystem is read-only; the image keeps HOME and the metrics directory in /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
