@@ -44,7 +44,7 @@ def make_call(
 
 
 async def test_filler_is_heard_first_then_the_answer_when_the_main_model_is_slow():
-    call, _, _ = make_call(main_ttft=0.6)
+    call, _, _ = make_call(main_ttft=0.8)
     async with call:
         turn = await call.turn()
         assert turn.filler_outcome == "spoken"
@@ -75,8 +75,8 @@ async def test_answer_is_not_delayed_by_a_filler_still_playing():
     without_filler, _, _ = await answer_latency(with_fast=False)
     with_filler, interrupted, outcome = await answer_latency(with_fast=True)
     assert outcome == "cut"
-    assert interrupted == [True, False]  # the filler stopped, the answer played whole
-    assert abs(with_filler - without_filler) < 0.04
+    assert interrupted == [True, False]  # the 1.8 s filler stopped, the answer played whole
+    assert abs(with_filler - without_filler) < 0.05
 
 
 async def test_a_cut_filler_is_kept_in_history_only_as_far_as_it_was_heard():
@@ -141,7 +141,7 @@ async def test_filler_is_cut_to_the_configured_word_limit():
 
 async def test_barge_in_on_the_filler_interrupts_the_filler_and_the_answer():
     call, _, _ = make_call(
-        main_ttft=1.2, fast_reply="Let me look into that for you.", options=PreResponseOptions(use_cache=False),
+        main_ttft=2.0, fast_reply="Let me look into that for you.", options=PreResponseOptions(use_cache=False),
         transcripts=(QUESTION, "never mind what time is it"), seconds_per_char=0.08,
     )
     async with call:
