@@ -31,8 +31,10 @@ K8sList = list[dict[str, Any]]
 
 
 def _nested(model: type[BaseModel]) -> Any:
-    """A sub-object that always exists, so the apiserver fills its defaults too."""
-    return Field(default_factory=model, json_schema_extra={"default": {}})
+    """A sub-object that always exists. Its schema default is spelled out in full: the apiserver
+    checks a default against the CEL rules as written, without filling the defaults inside it."""
+    default = model().model_dump(by_alias=True, exclude_none=True)
+    return Field(default_factory=model, json_schema_extra={"default": default})
 
 
 def _k8s(description: str) -> Any:

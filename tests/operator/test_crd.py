@@ -43,7 +43,7 @@ def test_the_schema_carries_defaults_and_enums() -> None:
     spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert spec["terminationGracePeriodSeconds"]["default"] == 600
     assert spec["llm"]["properties"]["provider"]["enum"] == ["groq", "ollama", "openai"]
-    assert spec["scaling"]["default"] == {}
+    assert spec["scaling"]["default"]["scaleDownStabilizationSeconds"] == 300
     assert spec["scaling"]["properties"]["metricsSource"]["enum"] == ["pods", "prometheus"]
     assert spec["tts"]["properties"]["provider"]["enum"] == ["openai"]
     assert spec["pricing"]["additionalProperties"]["properties"]["inputPerMillionTokens"]["minimum"] == 0
