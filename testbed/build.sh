@@ -76,7 +76,11 @@ ollama_headers() {
   [[ -f /usr/include/stb/stb_image.h ]] || missing+=(libstb-dev)
   command -v g++ >/dev/null || missing+=(g++)
   [[ ${#missing[@]} -eq 0 ]] || { say "installing ${missing[*]} (Debian) for Ollama's cgo build"; apt_install "${missing[@]}"; }
-  local header=$TESTBED/include/miniaudio/miniaudio.h
+  # A system include path keeps the cgo compile commands, and so Go's build cache keys, the same
+  # for every checkout (CI builds in a fresh clone); without root it goes under .testbed/include.
+  local include=/usr/local/include
+  [[ -w $include ]] || { include=$TESTBED/include; export CGO_CPPFLAGS="-I$include"; }
+  local header=$include/miniaudio/miniaudio.h
   if [[ ! -s $header ]]; then
     say "fetching miniaudio.h from the PyPI sdist $MINIAUDIO_SDIST"
     local tmp; tmp=$(mktemp -d)
@@ -91,7 +95,7 @@ ollama_headers() {
 build_ollama() {
   up_to_date ollama ollama && { say "ollama: up to date"; return; }
   ollama_headers
-  CGO_ENABLED=1 CGO_CPPFLAGS="-I$TESTBED/include" go_build ollama "" github.com/ollama/ollama
+  CGO_ENABLED=1 go_build ollama "" github.com/ollama/ollama
   mark_built ollama ollama
 }
 

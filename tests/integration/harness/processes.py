@@ -6,6 +6,7 @@ the end of each one's log (see `running_logs()` and the report hook in conftest.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -28,6 +29,14 @@ _running: dict[str, "Process"] = {}
 
 class NotReady(RuntimeError):
     """A program did not become ready in time, or exited while starting."""
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the test process dies without stopping it."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def binary(name: str) -> str:
@@ -94,6 +103,7 @@ def start(
         popen = subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     process = Process(name, list(argv), log_path, popen)
     _running[name] = process
