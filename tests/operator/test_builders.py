@@ -155,6 +155,10 @@ def test_ollama_gets_gpus_node_placement_pvc_and_pulls_the_models_the_llms_use(o
     assert _env(pod["initContainers"][0])["OLLAMA_PULL_MODELS"]["value"] == "nomic-embed-text llama3.1:70b llama3.1:8b"
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "support-ollama-models"
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    for container in (*pod["initContainers"], serve):
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     kubernetes_validate.validate(deployment, "1.33", strict=True)
 
 

@@ -43,7 +43,7 @@ def validate(document: dict[str, Any]) -> None:
     kind = document["kind"]
     if kind == "VoiceAgent":
         parse_spec(document["spec"])
-    elif kind == "ClusterKopfPeering":
+    elif kind in ("ClusterKopfPeering", "KopfPeering"):
         assert set(document) == {"apiVersion", "kind", "metadata"}
     elif kind in ("ServiceMonitor", "PrometheusRule"):
         assert document["apiVersion"] == "monitoring.coreos.com/v1" and document["spec"]
@@ -93,10 +93,20 @@ def test_the_operator_pods_run_restricted(tmp_path: Path) -> None:
     assert pod["serviceAccountName"] == "agent-worker-operator"
 
 
-def test_watching_some_namespaces_passes_them_to_the_operator(tmp_path: Path) -> None:
-    (deployment,) = by_kind(render(tmp_path, *ALL_OPTIONS), "Deployment")
+def test_watching_some_namespaces_passes_them_to_the_operator_and_peers_in_each(tmp_path: Path) -> None:
+    documents = render(tmp_path, *ALL_OPTIONS)
+    (deployment,) = by_kind(documents, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=voice" in args and "--namespace=support" in args and "--all-namespaces" not in args
+    assert [p["metadata"]["namespace"] for p in by_kind(documents, "KopfPeering")] == ["voice", "support"]
+    assert not by_kind(documents, "ClusterKopfPeering")
+
+
+def test_a_cluster_wide_operator_peers_cluster_wide(tmp_path: Path) -> None:
+    documents = render(tmp_path)
+    assert [p["metadata"]["name"] for p in by_kind(documents, "ClusterKopfPeering")] == ["voiceagent-operator"]
+    rules = _rules(documents, "agent-worker-operator")
+    assert any(rule["resources"] == ["clusterkopfpeerings"] for rule in rules)
 
 
 def _rules(documents: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -130,7 +140,7 @@ def test_rbac_is_least_privilege_without_wildcards_or_secrets(tmp_path: Path) ->
         ("monitoring.coreos.com", "servicemonitors", "patch"),
         ("policy", "poddisruptionbudgets", "patch"),
         ("", "persistentvolumeclaims", "create"),
-        ("kopf.dev", "clusterkopfpeerings", "patch"),
+        ("kopf.dev", "kopfpeerings", "patch"),  # namespaced peering: ALL_OPTIONS watches two namespaces
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     }
     assert needed <= granted, needed - granted

@@ -70,7 +70,12 @@ def _env(models: list[str], host: str) -> list[dict[str, str]]:
 
 def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
     models = pulled_models(owner, spec)
-    mounts = [{"name": "models", "mountPath": MODELS_PATH}, {"name": "home", "mountPath": "/home/ollama"}]
+    # Read-only root filesystem: models on the volume, keys in HOME, runner scratch files in /tmp.
+    mounts = [
+        {"name": "models", "mountPath": MODELS_PATH},
+        {"name": "home", "mountPath": "/home/ollama"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     common = {"image": spec.ollama.image, "imagePullPolicy": spec.image_pull_policy, "securityContext": RESTRICTED_CONTAINER_SECURITY}
     pull = {
         **common,
@@ -101,6 +106,7 @@ def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": owner.ollama_models}},
             {"name": "home", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
         ],
     }
     pod_spec.update(present(nodeSelector=spec.ollama.node_selector, tolerations=tolerations, imagePullSecrets=spec.image_pull_secrets))
