@@ -12,6 +12,7 @@ import os
 from typing import Any
 from urllib.parse import quote
 
+import kopf
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
 
@@ -142,10 +143,8 @@ class Kube:
         return any(item.get("name") == resource for item in found.get("resources", []))
 
 
-async def connection_info(configuration: aio_client.Configuration) -> Any:
+async def connection_info(configuration: aio_client.Configuration) -> kopf.ConnectionInfo:
     """The same credentials in Kopf's terms."""
-    import kopf
-
     header = await configuration.get_api_key_with_prefix("BearerToken") or ""
     scheme, _, token = header.partition(" ") if " " in header else ("", "", header)
     return kopf.ConnectionInfo(
