@@ -181,3 +181,16 @@ async def test_the_seed_strategy_answers_only_after_the_whole_filler():
         await call.turn()
         filler, answer = call.speaker.playouts
         assert answer.starts_at >= filler.starts_at + filler.pushed - 0.01
+
+
+async def test_text_input_gets_no_filler_and_costs_no_fast_llm_call():
+    from livekit.agents import AgentSession
+
+    fast = ScriptedLLM("One moment.", ttft=0.01)
+    agent = PreResponseAgent(instructions="Be brief.", fast_llm=fast, options=PreResponseOptions(use_cache=False))
+    async with AgentSession(llm=ScriptedLLM(answer_to, ttft=0.01)) as session:
+        await session.start(agent)
+        result = await session.run(user_input=QUESTION)
+        result.expect.next_event().is_message(role="assistant")
+    assert fast.requests == []
+    assert agent.turns == []

@@ -116,7 +116,8 @@ class PreResponseAgent(Agent):
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[Any]:
         last = chat_ctx.items[-1] if chat_ctx.items else None
-        if self._strategy == "concurrent" and isinstance(last, llm.ChatMessage) and last.role == "user":
+        spoken_turn = self.session.input.audio is not None and self.session.input.audio_enabled
+        if self._strategy == "concurrent" and spoken_turn and isinstance(last, llm.ChatMessage) and last.role == "user":
             self._prepare(last.text_content or "", chat_ctx)
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
             yield chunk
