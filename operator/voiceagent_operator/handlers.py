@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
 import time
 from typing import Any
 
@@ -44,6 +45,11 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.background.cancellation_polling = 1
     settings.peering.name = "voiceagent-operator"
+    if not settings.peering.priority:
+        # Kopf pauses every peer when two share a priority, and the chart's replicas cannot be told
+        # apart by configuration: each draws its own. The highest live one is active; if it dies,
+        # another resumes once its peering record expires.
+        settings.peering.priority = random.randint(1, 2**31 - 1)
     memo.agents = {}
     serve_metrics_once(OPTIONS.metrics_port)
 
