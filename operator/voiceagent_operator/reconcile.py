@@ -49,6 +49,8 @@ class AgentMemory:
     written_status: dict[str, Any] | None = None
     # The problem last reported as a Warning event, so that a resync does not repeat it.
     reported_problem: str | None = None
+    # Ready pods whose rooms could not be read at the last observation (logged when it changes).
+    unreadable_pods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,13 @@ async def _reconcile_valid(ctx: Context, spec: VoiceAgentSpec, status: dict[str,
     worker = await kube.get("apps/v1", "Deployment", owner.namespace, owner.worker)
     pods = await kube.list("v1", "Pod", owner.namespace, selector_string(owner))
     rooms = await observe(pods, spec, owner.namespace, ctx.scrape_timeout)
+    if rooms.unknown != ctx.memory.unreadable_pods:
+        if rooms.unknown:
+            log.warning(
+                "%s/%s: cannot read active rooms from %s (port %s, source %s); no scale-down until they answer",
+                owner.namespace, owner.name, ", ".join(rooms.unknown), spec.metrics_port, spec.scaling.metrics_source,
+            )
+        ctx.memory.unreadable_pods = rooms.unknown
     observation = Observation(rooms.total, rooms.complete, worker["spec"].get("replicas") if worker else None)
     decision = decide(observation, spec.scaling, ctx.memory.history, ctx.now.timestamp(), pinned=spec.replicas)
 

@@ -60,7 +60,7 @@ async def _scrape(session: aiohttp.ClientSession, pod: dict[str, Any], port: int
             response.raise_for_status()
             return active_sessions(await response.text())
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        log.warning("cannot read active rooms from pod %s at %s: %s", pod["metadata"]["name"], url, exc)
+        log.debug("cannot read active rooms from pod %s at %s: %s", pod["metadata"]["name"], url, exc)
         return None
 
 
@@ -86,7 +86,7 @@ async def query_prometheus(pods: list[dict[str, Any]], url: str, namespace: str,
                 body = await response.json()
         by_pod = {item["metric"].get("pod"): round(float(item["value"][1])) for item in body["data"]["result"]}
     except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError, TypeError) as exc:
-        log.warning("cannot query active rooms from Prometheus at %s: %s", url, exc)
+        log.debug("cannot query active rooms from Prometheus at %s: %s", url, exc)
         return PodRooms(rooms={}, unknown=tuple(names))
     return PodRooms(
         rooms={name: by_pod[name] for name in names if name in by_pod},
