@@ -45,7 +45,7 @@ class AgentMemory:
     """What the operator remembers about one VoiceAgent between reconciliations."""
 
     history: History = field(default_factory=History)
-    # The status this operator last wrote: the watched body can lag behind it by one event.
+    # The status this operator last wrote (the apiserver's answer): the watched body can lag behind it.
     written_status: dict[str, Any] | None = None
     # The problem last reported as a Warning event, so that a resync does not repeat it.
     reported_problem: str | None = None
@@ -73,7 +73,8 @@ class Context:
 
 async def reconcile(ctx: Context) -> str:
     """Bring one VoiceAgent's children and status in line with its spec; returns the outcome."""
-    status = ctx.body.get("status") or {}
+    # What this process last wrote is fresher than a watched body that has not caught up yet.
+    status = ctx.memory.written_status or ctx.body.get("status") or {}
     try:
         spec = parse_spec(ctx.body.get("spec") or {})
         return await _reconcile_valid(ctx, spec, status)
@@ -194,7 +195,7 @@ async def _degrade(ctx: Context, status: dict[str, Any], reason: str, message: s
 
 async def _write_status(ctx: Context, current: dict[str, Any], desired: dict[str, Any]) -> None:
     patch = status_patch(current, desired)
-    if patch is None or status_patch(ctx.memory.written_status or {}, desired) is None:
+    if patch is None:
         return
     owner = ctx.owner
     result = await ctx.kube.merge_patch(
