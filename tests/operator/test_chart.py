@@ -12,9 +12,13 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 from tools import ROOT, run
+from va_examples import ollama_spec
 
 from agent_worker.metric_names import CATALOGUE
 from voiceagent_operator import metrics as operator_metrics
+from voiceagent_operator.builders import desired_children
+from voiceagent_operator.kube import plural
+from voiceagent_operator.naming import Owner
 from voiceagent_operator.spec import parse_spec
 
 CHART = ROOT / "charts" / "agent-worker"
@@ -147,6 +151,18 @@ def test_rbac_is_least_privilege_without_wildcards_or_secrets(tmp_path: Path) ->
     assert not any(verb in ("update", "deletecollection", "escalate", "bind", "impersonate") for _, _, verb in granted)
     (binding,) = by_kind(documents, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "agent-worker-operator", "namespace": "agent-worker"}]
+
+
+def test_rbac_covers_every_kind_the_builders_produce(tmp_path: Path) -> None:
+    """Server-side apply creates and patches; turning a feature off deletes; the apply layer reads first."""
+    rules = _rules(render(tmp_path), "agent-worker-operator")
+    owner, spec = Owner("x", "voice", "uid"), parse_spec(ollama_spec())
+    children = desired_children(owner, spec, 1, monitoring_api=True)
+    for manifest in children.present + children.absent:
+        group = manifest["apiVersion"].rpartition("/")[0]
+        resource = plural(manifest["kind"])
+        verbs = {v for r in rules if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
+        assert {"get", "create", "patch", "delete"} <= verbs, (group, resource, verbs)
 
 
 def test_users_with_edit_can_scale_voiceagents(tmp_path: Path) -> None:
