@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.testbed/bin:$(PATH)
 
-.PHONY: setup test test-fast clean
+.PHONY: setup test test-fast docs clean
 .DEFAULT_GOAL := help
 
 help:
@@ -26,8 +26,12 @@ $(VENV)/.installed: pyproject.toml
 test: setup testbed
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup tools
 	$(PY) -m pytest -q -m "not testbed"
+
+# README.md's reference tables, generated from the code.
+docs: setup
+	$(PY) scripts/readme_reference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -6,6 +6,7 @@ Each table sits between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -27,12 +28,47 @@ def config_table() -> str:
         default = field.get_default(call_default_factory=True)
         if default in (None, "", [], {}):
             default = ""
-        description = field.description or f"{name.replace('_', ' ')} (deliver from a Secret)"
+        description = field.description or ""
         rows.append(f"| `{env_name(name)}` | {_cell(f'`{default}`' if default != '' else '')} | {_cell(description)} |")
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[], str]] = {"config": config_table}
+def metrics_table() -> str:
+    from agent_worker.metric_names import CATALOGUE
+
+    rows = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
+    for metric in CATALOGUE:
+        name = metric.name + ("_total" if metric.kind == "counter" else "")
+        labels = ", ".join(metric.labels) or "-"
+        rows.append(f"| `{name}` | {metric.kind} | {labels} | {_cell(metric.help)} |")
+    return "\n".join(rows)
+
+
+def _schema_rows(path: str, schema: dict, required: set[str]) -> list[str]:
+    rows = []
+    for key, prop in schema.get("properties", {}).items():
+        field = f"{path}.{key}" if path else key
+        if prop.get("type") == "object" and prop.get("properties"):
+            rows += _schema_rows(field, prop, set(prop.get("required", [])))
+            continue
+        kind = prop.get("type", "")
+        if prop.get("enum"):
+            kind = " \\| ".join(f"`{value}`" for value in prop["enum"])
+        default = prop.get("default")
+        shown = "required" if key in required else (f"`{json.dumps(default)}`" if default not in (None, "", [], {}) else "")
+        rows.append(f"| `{field}` | {kind} | {shown} | {_cell(prop.get('description'))} |")
+    return rows
+
+
+def crd_table() -> str:
+    from voiceagent_operator.crd import spec_schema
+
+    schema = spec_schema()
+    header = ["| Field | Type | Default | Meaning |", "|---|---|---|---|"]
+    return "\n".join(header + _schema_rows("spec", schema, set(schema.get("required", []))))
+
+
+TABLES: dict[str, Callable[[], str]] = {"config": config_table, "metrics": metrics_table, "crd": crd_table}
 
 
 def render(text: str) -> str:

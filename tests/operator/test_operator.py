@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import aiohttp
@@ -234,12 +235,12 @@ async def test_kubectl_scale_pins_the_worker_count(api) -> None:
 
 
 async def test_the_operator_serves_its_metrics(api) -> None:
-    from conftest import OPERATOR_METRICS_PORT
+    metrics_port = os.environ["VOICEAGENT_METRICS_PORT"]  # set by conftest before the operator loads
 
     await create(api, "support", groq_spec())
     await settled(api, "support")
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics") as response:
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             text = await response.text()
     assert "voiceagent_operator_reconciles_total" in text
     assert 'voiceagent_operator_desired_replicas{namespace="voice",voiceagent="support"} 1.0' in text

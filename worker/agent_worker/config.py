@@ -80,14 +80,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
 
     # LiveKit connection (standard LiveKit variable names).
-    livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
-    livekit_api_key: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_KEY")
-    livekit_api_secret: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_SECRET")
+    livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL", description="LiveKit server URL")
+    livekit_api_key: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_KEY", description="LiveKit API key (from a Secret)")
+    livekit_api_secret: SecretStr | None = Field(None, validation_alias="LIVEKIT_API_SECRET", description="LiveKit API secret (from a Secret)")
 
     # Provider API keys (standard vendor variable names; deliver them from Secrets).
-    groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
-    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
-    deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY")
+    groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY", description="Groq API key (from a Secret); needed only when a role uses groq")
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY", description="OpenAI API key (from a Secret); not needed with an openai base URL")
+    deepgram_api_key: SecretStr | None = Field(None, validation_alias="DEEPGRAM_API_KEY", description="Deepgram API key (from a Secret); needed only for deepgram STT")
 
     name: str = Field("", description="LiveKit agent name for explicit dispatch; empty dispatches to every room")
     instructions: str = Field(DEFAULT_INSTRUCTIONS, description="System instructions for the main LLM")
