@@ -14,6 +14,9 @@ Per test:
   serve_metrics       (host="127.0.0.1") -> MetricsEndpoint (.set({...}), .address, .url)
   spawn               (name, argv, env=None, ready_url=None) -> Process: any program (an operator, a
                       worker) whose log joins the failure report; stopped after the test
+  start_operator      (resync_seconds=1.0) -> RunningOperator(.process, .command): voiceagent-operator
+                      from this checkout as the chart's ServiceAccount (session `operator_chart`:
+                      the chart helm-installed into the restricted namespace "agent-worker")
 When a test fails, the end of every running program's log is added to its report.
 
 Before any test bed test runs, the whole pytest process moves into a network namespace whose only
@@ -32,6 +35,7 @@ import pytest
 from kubernetes import client as k8s
 
 from .harness import network, processes, services
+from .harness import operator as operator_harness
 from .harness.control_plane import ControlPlane, start_control_plane
 from .harness.metrics_endpoint import MetricsEndpoint
 from .harness.processes import Process
@@ -155,3 +159,25 @@ def spawn(testbed_logs: Path) -> Iterator[Callable[..., Process]]:
     yield run
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def operator_chart(control_plane: ControlPlane, testbed_workdir: Path) -> operator_harness.InstalledChart:
+    """The chart installed once with real helm into "agent-worker", a namespace that enforces the
+    restricted Pod Security Standard (so the chart's own pods prove they pass it)."""
+    return operator_harness.install_chart(control_plane, testbed_workdir, "agent-worker",
+                                          namespace_labels=operator_harness.RESTRICTED)
+
+
+@pytest.fixture
+def start_operator(operator_chart: operator_harness.InstalledChart,
+                   spawn: Callable[..., Process]) -> Callable[..., operator_harness.RunningOperator]:
+    started = iter(range(1, 100))
+
+    def start(resync_seconds: float = 1.0) -> operator_harness.RunningOperator:
+        command = operator_harness.operator_command(operator_chart.operator_kubeconfig, resync_seconds)
+        process = spawn(f"voiceagent-operator-{next(started)}", command.argv, env=command.env,
+                        ready_url=command.health_url)
+        return operator_harness.RunningOperator(process, command)
+
+    return start

@@ -7,6 +7,7 @@ kube-proxy), so the cluster IP range is only bookkeeping.
 
 from __future__ import annotations
 
+import json
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,20 @@ POD_CIDR = "127.1.0.0/16"  # kwok hands out pod IPs from here: loopback, so test
 SERVICE_CIDR = "10.96.0.0/16"  # allocated, never dialled
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_STAGES = REPO_ROOT / "testbed" / "kwok" / "stages.yaml"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+# The apiserver's audit log records every request made with a service-account token (one JSON
+# line each, once the response is complete) and nothing else: the test bed's own admin client,
+# the controllers and kwok stay out of it. Tests count an operator's real requests with it.
+# With `audit_reads=False` (benchmarks with many objects) only writes are recorded.
+
+
+def audit_policy(reads: bool = True) -> dict:
+    audited: dict = {"level": "Metadata", "userGroups": ["system:serviceaccounts"]}
+    if not reads:
+        audited["verbs"] = list(WRITE_VERBS)
+    return {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [audited, {"level": "None"}]}
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, *, cert: Path | None = None,
@@ -57,7 +72,27 @@ class ControlPlane:
     ca: Path
     kubeconfig: Path
     etcd_url: str
+    audit_log: Path | None = None
     processes: dict[str, Process] = field(default_factory=dict)
+
+    def audit_events(self, user: str | None = None, verbs: tuple[str, ...] | None = None,
+                     namespace: str | None = None) -> list[dict]:
+        """The audit log's events (requests made with service-account tokens), oldest first,
+        optionally only those of `user` (e.g. "system:serviceaccount:NS:NAME"), `verbs`, `namespace`."""
+        if self.audit_log is None or not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:  # a line being written right now
+                continue
+            ref = event.get("objectRef") or {}
+            if ((user is None or event["user"]["username"] == user)
+                    and (verbs is None or event["verb"] in verbs)
+                    and (namespace is None or ref.get("namespace") == namespace)):
+                events.append(event)
+        return events
 
     def api_client(self, kubeconfig: Path | None = None) -> k8s.ApiClient:
         return k8s_config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
@@ -124,7 +159,7 @@ def _node_ready(api: k8s.ApiClient, name: str) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
-def start_control_plane(workdir: Path, log_dir: Path) -> ControlPlane:
+def start_control_plane(workdir: Path, log_dir: Path, audit_reads: bool = True) -> ControlPlane:
     """Starts etcd, kube-apiserver, controller-manager, scheduler and kwok; returns when the
     apiserver is ready and the other components report healthy. Stop it with `.stop()`."""
     certs = workdir / "pki"
@@ -139,10 +174,10 @@ def start_control_plane(workdir: Path, log_dir: Path) -> ControlPlane:
     server = f"https://{LOOPBACK}:{port}"
     kubeconfig = write_kubeconfig(workdir / "admin.kubeconfig", server, ca.cert_path,
                                   cert=admin.cert, key=admin.key)
-    plane = ControlPlane(workdir, server, ca.cert_path, kubeconfig, etcd_url="")
+    plane = ControlPlane(workdir, server, ca.cert_path, kubeconfig, etcd_url="", audit_log=workdir / "audit.log")
     try:
         plane.etcd_url = _start_etcd(plane, workdir / "etcd", log_dir)
-        _start_apiserver(plane, port, serving, service_accounts, log_dir)
+        _start_apiserver(plane, port, serving, service_accounts, log_dir, audit_reads)
         _start_controllers(plane, service_accounts, log_dir)
         _start_kwok(plane, log_dir)
     except BaseException:
@@ -166,7 +201,9 @@ def _start_etcd(plane: ControlPlane, data_dir: Path, log_dir: Path) -> str:
 
 
 def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair,
-                     service_accounts: pki.KeyPair, log_dir: Path) -> None:
+                     service_accounts: pki.KeyPair, log_dir: Path, audit_reads: bool) -> None:
+    policy = plane.workdir / "audit-policy.json"
+    policy.write_text(json.dumps(audit_policy(audit_reads)))
     process = start("kube-apiserver", [
         binary("kube-apiserver"),
         f"--etcd-servers={plane.etcd_url}",
@@ -181,6 +218,8 @@ def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair,
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # The `kubernetes` Endpoints would hold 127.0.0.1, which Endpoints validation refuses.
         "--endpoint-reconciler-type=none",
+        f"--audit-policy-file={policy}", f"--audit-log-path={plane.audit_log}",
+        "--audit-log-format=json", "--audit-log-mode=blocking",
         "--enable-priority-and-fairness=false", "--profiling=false", "-v=1",
     ], log_dir)
     plane.processes["kube-apiserver"] = process

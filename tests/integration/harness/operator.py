@@ -1,0 +1,106 @@
+"""The VoiceAgent operator on the test bed: the chart installed with real helm, and operator
+processes from this checkout that authenticate with a token of the chart's ServiceAccount, so every
+request they make is authorized by the chart's RBAC and nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kubernetes import client as k8s
+
+from .control_plane import ControlPlane
+from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port
+
+CHART = REPO_ROOT / "charts" / "agent-worker"
+RELEASE = "agent-worker"
+OPERATOR_ACCOUNT = f"{RELEASE}-operator"  # the chart's ServiceAccount for release "agent-worker"
+OPERATOR_PROGRAM = REPO_ROOT / ".venv" / "bin" / "voiceagent-operator"
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
+# Kopf pauses every peer of the highest priority when two share it; each operator started here
+# outranks the ones before it, so a restarted operator takes over at once from a killed one.
+_priorities = itertools.count(1000)
+
+
+@dataclass(frozen=True)
+class InstalledChart:
+    namespace: str
+    release: str
+    operator_kubeconfig: Path  # a token of the chart's ServiceAccount
+    operator_user: str  # "system:serviceaccount:NS:NAME", as the apiserver names it
+
+
+def helm(plane: ControlPlane, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Real helm with its cache, config and data in `workdir`, as cluster admin."""
+    env = {
+        **os.environ, "KUBECONFIG": str(plane.kubeconfig),
+        "HELM_CACHE_HOME": str(workdir / "helm-cache"), "HELM_CONFIG_HOME": str(workdir / "helm-config"),
+        "HELM_DATA_HOME": str(workdir / "helm-data"),
+    }
+    result = subprocess.run([binary("helm"), *args], env=env, capture_output=True, text=True, timeout=180)
+    if result.returncode:
+        raise RuntimeError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def install_chart(plane: ControlPlane, workdir: Path, namespace: str,
+                  namespace_labels: dict[str, str] | None = None) -> InstalledChart:
+    """`helm install agent-worker charts/agent-worker` into `namespace` (created here with
+    `namespace_labels`, e.g. RESTRICTED), waiting for the chart's operator pods to be Ready."""
+    with plane.api_client() as api:
+        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace, "labels": namespace_labels or {}}})
+    helm(plane, workdir, "install", RELEASE, str(CHART), "--namespace", namespace, "--wait", "--timeout=120s")
+    return InstalledChart(
+        namespace, RELEASE, plane.kubeconfig_for_service_account(namespace, OPERATOR_ACCOUNT),
+        f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}",
+    )
+
+
+@dataclass(frozen=True)
+class OperatorCommand:
+    argv: list[str]
+    env: dict[str, str]
+    metrics_url: str
+    health_url: str
+
+
+def operator_command(kubeconfig: Path, resync_seconds: float = 1.0, *extra: str) -> OperatorCommand:
+    """`voiceagent-operator run --all-namespaces` as the chart runs it (with peering), on free
+    loopback ports, reconciling every `resync_seconds`."""
+    metrics_port, health_port = free_port(), free_port()
+    health_url = f"http://{LOOPBACK}:{health_port}/healthz"
+    return OperatorCommand(
+        argv=[str(OPERATOR_PROGRAM), "run", "--all-namespaces", f"--liveness={health_url}",
+              f"--priority={next(_priorities)}", *extra],
+        env={"KUBECONFIG": str(kubeconfig), "VOICEAGENT_RESYNC_SECONDS": str(resync_seconds),
+             "VOICEAGENT_METRICS_PORT": str(metrics_port), "VOICEAGENT_SCRAPE_TIMEOUT_SECONDS": "1"},
+        metrics_url=f"http://{LOOPBACK}:{metrics_port}/metrics",
+        health_url=health_url,
+    )
+
+
+@dataclass(frozen=True)
+class RunningOperator:
+    process: Process
+    command: OperatorCommand
+
+    def metric(self, series: str) -> float:
+        return metric_value(self.command.metrics_url, series)
+
+
+def metric_value(metrics_url: str, series: str) -> float:
+    """The sum of an operator metric's samples whose line starts with `series` (name{labels...)."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(series) and not line.startswith("#"))
+
+
+def example(name: str) -> dict:
+    """A VoiceAgent from manifests/examples/ (the file's first document)."""
+    return yaml.safe_load((REPO_ROOT / "manifests" / "examples" / name).read_text())
