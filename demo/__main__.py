@@ -1,0 +1,126 @@
+"""`python -m demo` (`make demo`): see demo/__init__.py. Exits 0 only when every turn's filler
+was heard before its answer, the turns cost something, and the operator decided a scale-up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.integration.harness import network, processes
+
+from . import plot, shell
+from .bed import start_bed
+from .calls import Worker, ask
+from .cluster import NAMESPACE, Cluster, Windows, voiceagent
+from .monitoring import PodTargets
+from .scaling import show_scaling
+from .shell import fail, say
+from .turns import Turn, problems, table
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rooms", type=int, default=5, help="concurrent caller rooms for the scaling part (default 5)")
+    parser.add_argument("--out", type=Path, default=processes.REPO_ROOT / "demo-output",
+                        help="where turns.txt and turns.png go (default demo-output/)")
+    parser.add_argument("--scale-down-seconds", type=int, default=20,
+                        help="the demo VoiceAgent's scaleDownStabilizationSeconds (default 20)")
+    return parser.parse_args(argv)
+
+
+def enter_loopback_namespace() -> None:
+    """Like the tests: a network namespace whose only addresses are loopback (harness/network.py)."""
+    if os.environ.get("TESTBED_HOST_NETWORK") == "1":
+        say("TESTBED_HOST_NETWORK=1: staying on the host's network")
+    elif not network.only_loopback_addresses():
+        network.isolate_to_loopback()
+        say("in a network namespace of its own: only 127.0.0.0/8 is reachable")
+
+
+def write_turns(turns: list[Turn], out: Path) -> None:
+    text = table(turns)
+    print(text, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "turns.txt").write_text(text + "\n")
+    plot.render(turns, out / "turns.png")
+    say(f"wrote {out / 'turns.txt'} and {out / 'turns.png'}")
+
+
+async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Path) -> list[str]:
+    """The whole demo; returns the problems that make it fail (none: success)."""
+    log_dir = workdir / "logs"
+    bed = start_bed(stack, workdir, log_dir)
+
+    cluster = Cluster(bed.plane, workdir, log_dir)
+    cluster.install_chart()
+    cluster.start_operator()
+    stack.callback(cluster.operator.stop)
+    windows = Windows(scale_down_seconds=args.scale_down_seconds)
+    cluster.apply_voiceagent(voiceagent(bed.livekit, bed.model, bed.speech, bed.prometheus.url, windows), bed.livekit)
+    cluster.wait_ready()
+
+    say(f"starting the real worker (`agent-worker start`) with the environment the operator wrote into "
+        f"ConfigMap {NAMESPACE}/{cluster.name}-worker-config")
+    worker = Worker(bed, cluster.worker_config(), log_dir)
+    stack.callback(worker.stop)
+    worker.wait_registered()
+    targets = PodTargets(bed.plane, bed.prometheus, NAMESPACE,
+                         f"app.kubernetes.io/instance={cluster.name},app.kubernetes.io/component=worker",
+                         worker.metrics_address)
+    targets.start()
+    stack.callback(targets.stop)
+    say(f"worker registered; Prometheus scrapes it at {worker.metrics_address} as pod {targets.worker_pod}")
+
+    turns = await ask(bed.livekit, worker)
+    write_turns(turns, args.out)
+    found = problems(turns)
+
+    scale = await show_scaling(cluster, bed.livekit, args.rooms, windows)
+    if not scale.scaled_up:
+        found.append(f"no scale-up decision: the operator saw at most {scale.peak_rooms} active rooms "
+                     f"(target {windows.target_rooms} per worker) with {args.rooms} callers")
+    elif not scale.scaled_down:
+        say("note: the scale-down was not seen in time (not required for success)")
+    return found
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    enter_loopback_namespace()
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = Path(tempfile.mkdtemp(prefix="agent-worker-demo-"))
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: say("stopping everything the demo started"))
+        try:
+            found = asyncio.run(run(stack, args, workdir))
+        except KeyboardInterrupt:
+            fail("interrupted: stopping everything it started")
+            return 130
+        except Exception as error:
+            for name, tail in processes.running_logs(15).items():
+                print(f"--- {name} (last lines) ---\n{tail}", file=sys.stderr)
+            fail(f"{type(error).__name__}: {error}\n(logs of every program in {workdir / 'logs'})")
+            return 1
+    elapsed = time.monotonic() - started
+    if found:
+        fail("FAILED:\n  " + "\n  ".join(found) + f"\n(logs in {workdir / 'logs'})")
+        return 1
+    print(f"\ndemo: OK in {elapsed:.0f}s (since start {time.monotonic() - shell.STARTED:.0f}s): every filler "
+          f"before its answer, cost > 0, scale-up decided. Logs in {workdir / 'logs'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Starts the test bed's programs for the demo, concurrently, and stops them all on exit."""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.harness import services
+from tests.integration.harness.control_plane import ControlPlane, start_control_plane
+
+from .monitoring import Prometheus
+from .shell import say
+
+
+@dataclass
+class Bed:
+    livekit: services.LiveKit
+    model: services.ModelServer
+    speech: services.SpeechServer
+    prometheus: Prometheus
+    plane: ControlPlane
+
+
+def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
+    """livekit-server, Ollama, the speech server, Prometheus and the control plane, in parallel;
+    each is registered on `stack` to be stopped as soon as it has started."""
+
+    def started(what: str, server, stop):
+        stack.callback(stop)
+        say(f"{what} ready")
+        return server
+
+    # The harness asks the kernel to stop each program when the *thread* that started it exits
+    # (PR_SET_PDEATHSIG), so the pool's threads must live until everything has been stopped.
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="starter")
+    stack.callback(pool.shutdown)
+    prometheus = Prometheus(workdir, log_dir)
+    stack.callback(prometheus.process.stop)
+    futures = {
+        "control plane": pool.submit(start_control_plane, workdir / "control-plane", log_dir),
+        "livekit-server": pool.submit(services.start_livekit, workdir, log_dir),
+        "Ollama": pool.submit(services.start_ollama, workdir, log_dir),
+        "speech server": pool.submit(services.start_speech_server, log_dir),
+    }
+    prometheus.wait_ready()
+    results, errors = {}, []
+    for what, future in futures.items():
+        try:
+            server = future.result()
+        except Exception as error:
+            errors.append(error)
+            continue
+        stop = server.stop if isinstance(server, ControlPlane) else server.process.stop
+        results[what] = started(what, server, stop)
+    if errors:
+        raise errors[0]
+    say(f"livekit-server {results['livekit-server'].url}, Ollama {results['Ollama'].base_url} "
+        f"({results['Ollama'].model}), speech {results['speech server'].base_url}, Prometheus {prometheus.url}, "
+        f"kube-apiserver {results['control plane'].server}")
+    return Bed(results["livekit-server"], results["Ollama"], results["speech server"], prometheus,
+               results["control plane"])
