@@ -1,0 +1,138 @@
+"""The operator on a real apiserver when the world changes under it: the monitoring API appears,
+the operator is killed in the middle of a reconciliation, a spec the schema let through is wrong."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from .harness.processes import wait_until
+from .harness.voiceagents import Agents, local_spec
+
+pytestmark = pytest.mark.testbed
+
+INSTANCE = "app.kubernetes.io/instance={name}"
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com", "scope": "Namespaced",
+        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+            "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}],
+    },
+}
+
+
+@pytest.fixture
+def agents(kube_api, namespace):
+    agents = Agents(kube_api, namespace)
+    agents.create_livekit_secret()
+    return agents
+
+
+@pytest.fixture
+def service_monitor_crd(kube_api):
+    """Installs a minimal ServiceMonitor CRD (as the Prometheus Operator would); removed afterwards."""
+    extensions = k8s.ApiextensionsV1Api(kube_api)
+
+    def install() -> None:
+        extensions.create_custom_resource_definition(SERVICE_MONITOR_CRD)
+
+    yield install
+    try:
+        extensions.delete_custom_resource_definition(SERVICE_MONITOR_CRD["metadata"]["name"])
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def test_a_service_monitor_is_created_once_the_monitoring_api_is_installed(agents, start_operator, service_monitor_crd):
+    operator = start_operator()
+    agents.create("watched", local_spec(monitoring={"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}))
+    missing = agents.wait_for_condition("watched", "MonitoringReady", "False", operator.process,
+                                        reason="ServiceMonitorAPIMissing")
+
+    service_monitor_crd()
+
+    applied = agents.wait_for_condition("watched", "MonitoringReady", "True", operator.process,
+                                        reason="ServiceMonitorApplied", timeout=30)
+    monitor = agents.custom.get_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", agents.namespace, "servicemonitors", "watched-worker")
+    assert "monitoring.coreos.com" in missing["message"]
+    assert applied["lastTransitionTime"] >= missing["lastTransitionTime"]
+    assert monitor["metadata"]["ownerReferences"][0]["uid"] == agents.get("watched")["metadata"]["uid"]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "watched"
+    assert agents.condition("watched", "Ready")["status"] == "True"
+
+
+def test_an_operator_killed_mid_reconcile_is_replaced_and_the_new_one_converges_without_duplicates(agents, start_operator):
+    first = start_operator()
+    config_maps = watch.Watch()
+    killed_with: dict = {}
+
+    def kill_at_first_child() -> None:
+        for _ in config_maps.stream(agents.core.list_namespaced_config_map, agents.namespace,
+                                    label_selector=INSTANCE.format(name="crash"), timeout_seconds=60):
+            os.killpg(first.process.popen.pid, signal.SIGKILL)
+            killed_with["deployment"] = bool(agents.apps.list_namespaced_deployment(
+                agents.namespace, label_selector=INSTANCE.format(name="crash")).items)
+            killed_with["status"] = agents.get("crash").get("status")
+            config_maps.stop()
+            return
+    killer = threading.Thread(target=kill_at_first_child)
+    killer.start()
+    agents.create("crash", local_spec(scaling={"minReplicas": 2, "maxReplicas": 3}))
+    killer.join(timeout=60)
+    first.process.popen.wait(timeout=10)
+
+    second = start_operator()
+    agents.wait_for_condition("crash", "Ready", "True", second.process, timeout=60)
+    wait_until(lambda: agents.get("crash")["status"].get("readyReplicas") == 2, "readyReplicas=2", second.process)
+
+    selector = INSTANCE.format(name="crash")
+    assert first.process.popen.returncode == -signal.SIGKILL
+    assert killed_with == {"deployment": False, "status": None}  # killed after its first write, before the rest
+    assert [d.metadata.name for d in agents.apps.list_namespaced_deployment(agents.namespace, label_selector=selector).items] == ["crash-worker"]
+    assert len(agents.apps.list_namespaced_replica_set(agents.namespace, label_selector=selector).items) == 1
+    assert [c.metadata.name for c in agents.core.list_namespaced_config_map(agents.namespace, label_selector=selector).items] == ["crash-worker-config"]
+    assert [s.metadata.name for s in agents.core.list_namespaced_service(agents.namespace, label_selector=selector).items] == ["crash-worker"]
+    assert len(agents.worker_pods("crash", ready_only=False)) == 2
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"pricing": {"nova-3": {"perAudioMinute": 0.01}}}, "spec.pricing.nova-3"),
+    ({"stt": {"credentialsSecret": "speech-a"}, "tts": {"credentialsSecret": "speech-b"}}, "spec.tts.credentialsSecret"),
+], ids=["price-key-without-provider", "two-secrets-for-one-provider-key"])
+def test_an_invalid_update_past_the_schema_degrades_and_leaves_the_workers_as_they_are(agents, start_operator, change, field):
+    operator = start_operator()
+    agents.create("steady", local_spec(instructions="Be brief."))
+    agents.wait_for_condition("steady", "Ready", "True", operator.process, timeout=60)
+    wait_until(lambda: agents.condition("steady", "Progressing")["reason"] == "Stable", "a stable rollout", operator.process)
+    before = agents.apps.read_namespaced_deployment("steady-worker", agents.namespace)
+    config_before = agents.core.read_namespaced_config_map("steady-worker-config", agents.namespace)
+
+    agents.patch("steady", {"spec": {"instructions": "Be verbose.", **change}})  # admitted by the CRD
+
+    degraded = agents.wait_for_condition("steady", "Degraded", "True", operator.process, reason="InvalidSpec")
+    generation = agents.get("steady")["metadata"]["generation"]
+    wait_until(lambda: operator.metric('voiceagent_operator_reconcile_errors_total{reason="InvalidSpec"}') >= 3,
+               "three resyncs of the invalid spec", operator.process)
+    after = agents.apps.read_namespaced_deployment("steady-worker", agents.namespace)
+    config_after = agents.core.read_namespaced_config_map("steady-worker-config", agents.namespace)
+    warnings = [e for e in agents.core.list_namespaced_event(agents.namespace).items if e.reason == "InvalidSpec"]
+
+    assert degraded["message"].startswith(f"{field}: ")
+    assert degraded["observedGeneration"] == generation
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert config_after.data == config_before.data and config_after.data["AGENT_INSTRUCTIONS"] == "Be brief."
+    assert [(e.type, e.count or 1) for e in warnings] == [("Warning", 1)]
+    assert field in warnings[0].message
