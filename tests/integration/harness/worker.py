@@ -1,0 +1,153 @@
+"""The real worker (`agent-worker start`) against the test bed: local Ollama for both LLM roles,
+the local OpenAI-compatible speech server for STT and TTS, livekit-server on loopback.
+
+  worker_env(...)      the environment that points the worker at the test bed
+  launch_worker(...)   start it and wait until it has registered with livekit-server (for
+                       programs such as the demo; pass the harness's `start` or the fixture's
+                       `spawn` to own the process)
+  worker_process       pytest fixture: a factory `worker_process(**env) -> Worker`, always stopped
+  voice_model(...)     an Ollama model derived from the test bed's, with a cap on answer length
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .processes import LOOPBACK, Process, free_port, http_status, wait_until
+from .services import LiveKit, ModelServer, SpeechServer
+
+WORKER_BIN = Path(sys.executable).parent / "agent-worker"
+REGISTERED = "registered worker"  # what livekit-agents logs once livekit-server accepted the worker
+STT_MODEL = "whisper-1"  # a non-realtime model: the plugin posts to /v1/audio/transcriptions
+# The test bed's model is a base model: left alone it rambles for a minute. A voice answer is a
+# sentence or two, so the derived model stops after this many tokens (the fast LLM asks for fewer).
+VOICE_MAX_TOKENS = 32
+
+
+def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: SpeechServer, *,
+               metrics_port: int, health_port: int, **extra: str) -> dict[str, str]:
+    """Environment for `agent-worker start` on the test bed; `extra` (variable names) wins."""
+    env = {
+        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_API_KEY": livekit.api_key,
+        "LIVEKIT_API_SECRET": livekit.api_secret,
+        "AGENT_LLM_PROVIDER": "ollama",
+        "AGENT_LLM_MODEL": model_server.model,
+        "AGENT_LLM_BASE_URL": model_server.base_url,
+        "AGENT_FAST_LLM_PROVIDER": "ollama",
+        "AGENT_FAST_LLM_MODEL": model_server.model,
+        "AGENT_FAST_LLM_BASE_URL": model_server.base_url,
+        "AGENT_STT_PROVIDER": "openai",
+        "AGENT_STT_MODEL": STT_MODEL,
+        "AGENT_STT_BASE_URL": speech_server.base_url,
+        "AGENT_TTS_PROVIDER": "openai",
+        "AGENT_TTS_BASE_URL": speech_server.base_url,
+        "AGENT_METRICS_PORT": str(metrics_port),
+        "AGENT_HEALTH_PORT": str(health_port),
+        # No provider keys: openai with a base URL needs none, and none may leak in from the host.
+        "OPENAI_API_KEY": "", "GROQ_API_KEY": "", "DEEPGRAM_API_KEY": "",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def voice_model(model_server: ModelServer, max_tokens: int = VOICE_MAX_TOKENS) -> str:
+    """An Ollama model on the test bed's weights that stops after `max_tokens` tokens, loaded
+    and ready (the first request loads the weights). Idempotent; nothing is pulled."""
+    name = f"{model_server.model}-voice{max_tokens}"
+    native = model_server.base_url.removesuffix("/v1")
+    _post(f"{native}/api/create", {"model": name, "from": model_server.model,
+                                   "parameters": {"num_predict": max_tokens}, "stream": False}, timeout=120)
+    _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False,
+                                     "options": {"num_predict": 1}}, timeout=120)
+    return name
+
+
+def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read().decode() or "{}")
+
+
+@dataclass
+class Worker:
+    process: Process
+    env: dict[str, str]
+    metrics_port: int
+    health_port: int
+
+    @property
+    def metrics_target(self) -> str:
+        """host:port for Prometheus."""
+        return f"{LOOPBACK}:{self.metrics_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+
+    def status(self) -> dict[str, Any]:
+        """livekit's GET /worker: active_jobs, worker_load, agent_name, ..."""
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.health_port}/worker", timeout=5) as response:
+            return json.load(response)
+
+    def registered(self) -> bool:
+        return REGISTERED in self.process.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.stop(timeout=20)
+
+
+Start = Callable[..., Process]
+
+
+def launch_worker(start: Start, livekit: LiveKit, model_server: ModelServer, speech_server: SpeechServer, *,
+                  name: str = "agent-worker", timeout: float = 90.0, metrics_port: int | None = None,
+                  health_port: int | None = None, **extra: str) -> Worker:
+    """Starts `agent-worker start` with `start(name, argv, env)` (the fixture's `spawn`, or
+    `functools.partial(processes.start, log_dir=...)`) and waits until its health endpoint answers
+    and it has registered with livekit-server. The caller owns stopping it (`Worker.stop()`)."""
+    metrics_port = metrics_port or free_port()
+    health_port = health_port or free_port()
+    env = worker_env(livekit, model_server, speech_server, metrics_port=metrics_port,
+                     health_port=health_port, **extra)
+    if not os.access(WORKER_BIN, os.X_OK):
+        raise FileNotFoundError(f"{WORKER_BIN} is missing: run `make setup` first")
+    process = start(name, [str(WORKER_BIN), "start", "--log-level", "INFO"], env=env)
+    worker = Worker(process, env, metrics_port, health_port)
+    wait_until(lambda: http_status(f"http://{LOOPBACK}:{health_port}/") == 200 and worker.registered(),
+               "the worker to register with livekit-server", process, timeout)
+    wait_until(lambda: http_status(worker.metrics_url) == 200, "the worker's metrics endpoint", process, 10)
+    return worker
+
+
+@pytest.fixture
+def worker_process(spawn, livekit_server, model_server, speech_server) -> Iterator[Callable[..., Worker]]:
+    """Factory: `worker_process(**env) -> Worker`, registered with the test bed's livekit-server;
+    `env` overrides worker_env's variables. Stopped after the test (through `spawn`)."""
+    started: list[Worker] = []
+
+    def launch(**extra: str) -> Worker:
+        def start(name: str, argv: list[str], env: dict[str, str]) -> Process:
+            return spawn(name, argv, env)
+
+        worker = launch_worker(start, livekit_server, model_server, speech_server,
+                               name=f"agent-worker-{len(started) + 1}", **extra)
+        started.append(worker)
+        return worker
+
+    yield launch
+    for worker in started:
+        worker.stop()
+
