@@ -170,14 +170,21 @@ def operator_chart(control_plane: ControlPlane, testbed_workdir: Path) -> operat
 
 
 @pytest.fixture
-def start_operator(operator_chart: operator_harness.InstalledChart,
-                   spawn: Callable[..., Process]) -> Callable[..., operator_harness.RunningOperator]:
-    started = iter(range(1, 100))
+def start_operator(control_plane: ControlPlane, operator_chart: operator_harness.InstalledChart,
+                   spawn: Callable[..., Process]) -> Iterator[Callable[..., operator_harness.RunningOperator]]:
+    """Afterwards, while an operator still runs, every VoiceAgent is deleted (their finalizers
+    need one), so no later test meets them."""
+    started: list[operator_harness.RunningOperator] = []
 
     def start(resync_seconds: float = 1.0) -> operator_harness.RunningOperator:
         command = operator_harness.operator_command(operator_chart.operator_kubeconfig, resync_seconds)
-        process = spawn(f"voiceagent-operator-{next(started)}", command.argv, env=command.env,
+        process = spawn(f"voiceagent-operator-{len(started) + 1}", command.argv, env=command.env,
                         ready_url=command.health_url)
-        return operator_harness.RunningOperator(process, command)
+        started.append(operator_harness.RunningOperator(process, command))
+        return started[-1]
 
-    return start
+    yield start
+    running = [operator for operator in started if operator.process.alive()]
+    if running:
+        with control_plane.api_client() as api:
+            operator_harness.delete_every_voiceagent(api, running[-1].process)

@@ -72,6 +72,7 @@ def test_an_update_of_instructions_and_image_rolls_the_workers(agents, ready_age
         deployment = agents.apps.read_namespaced_deployment("local-worker", agents.namespace)
         return (deployment.spec.template.spec.containers[0].image == "agent-worker:2"
                 and (deployment.status.updated_replicas or 0) == 2 and (deployment.status.ready_replicas or 0) == 2
+                and deployment.status.replicas == 2 and len(agents.worker_pods("local", ready_only=False)) == 2
                 and deployment.status.observed_generation == deployment.metadata.generation)
     wait_until(rolled, "the Deployment to roll to image agent-worker:2", ready_agent.process, timeout=60)
     after = agents.apps.read_namespaced_deployment("local-worker", agents.namespace)

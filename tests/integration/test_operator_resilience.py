@@ -136,3 +136,21 @@ def test_an_invalid_update_past_the_schema_degrades_and_leaves_the_workers_as_th
     assert config_after.data == config_before.data and config_after.data["AGENT_INSTRUCTIONS"] == "Be brief."
     assert [(e.type, e.count or 1) for e in warnings] == [("Warning", 1)]
     assert field in warnings[0].message
+
+
+def test_of_two_operator_replicas_only_the_higher_priority_one_reconciles(agents, start_operator):
+    standby = start_operator()
+    active = start_operator()  # started later, so it outranks the first (see harness/operator.py)
+    wait_until(lambda: "Pausing operations in favour of" in standby.process.log_tail(200),
+               "the first replica to pause", standby.process, timeout=30)
+    standby_reconciles = standby.metric("voiceagent_operator_reconciles_total")
+
+    agents.create("pair", local_spec())
+    agents.wait_for_condition("pair", "Ready", "True", active.process, timeout=60)
+    wait_until(lambda: active.metric('voiceagent_operator_reconciles_total{outcome="ok"}') >= 3,
+               "three reconciliations by the active replica", active.process)
+
+    assert standby.process.alive() and active.process.alive()
+    assert standby.metric("voiceagent_operator_reconciles_total") == standby_reconciles
+    assert f"[{agents.namespace}/pair]" not in standby.process.log_tail(10_000)
+    assert f"[{agents.namespace}/pair] Handler 'handle_reconcile' succeeded" in active.process.log_tail(10_000)

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client as k8s
 
 from .control_plane import ControlPlane
-from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port
+from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, wait_until
 
 CHART = REPO_ROOT / "charts" / "agent-worker"
 RELEASE = "agent-worker"
@@ -56,6 +56,13 @@ def install_chart(plane: ControlPlane, workdir: Path, namespace: str,
     with plane.api_client() as api:
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace, "labels": namespace_labels or {}}})
     helm(plane, workdir, "install", RELEASE, str(CHART), "--namespace", namespace, "--wait", "--timeout=120s")
+    with plane.api_client() as api:
+        # Until the new resource's watch cache is initialized, lists answer 429 and clients retry
+        # after a backoff; an operator replica paused meanwhile would still process that late list.
+        custom = k8s.CustomObjectsApi(api)
+        wait_until(lambda: custom.list_cluster_custom_object("agentworker.io", "v1alpha1", "voiceagents",
+                                                             resource_version="0", limit=1) is not None,
+                   "the VoiceAgent watch cache to be ready", timeout=60)
     return InstalledChart(
         namespace, RELEASE, plane.kubeconfig_for_service_account(namespace, OPERATOR_ACCOUNT),
         f"system:serviceaccount:{namespace}:{OPERATOR_ACCOUNT}",
@@ -92,6 +99,17 @@ class RunningOperator:
 
     def metric(self, series: str) -> float:
         return metric_value(self.command.metrics_url, series)
+
+
+def delete_every_voiceagent(api: k8s.ApiClient, operator: Process, timeout: float = 60.0) -> None:
+    """Deletes every VoiceAgent in the cluster and waits until the running `operator` has let them go."""
+    custom = k8s.CustomObjectsApi(api)
+    args = ("agentworker.io", "v1alpha1")
+    for agent in custom.list_cluster_custom_object(*args, "voiceagents")["items"]:
+        meta = agent["metadata"]
+        custom.delete_namespaced_custom_object(*args, meta["namespace"], "voiceagents", meta["name"])
+    wait_until(lambda: not custom.list_cluster_custom_object(*args, "voiceagents")["items"],
+               "every VoiceAgent to be deleted", operator, timeout)
 
 
 def metric_value(metrics_url: str, series: str) -> float:
