@@ -230,6 +230,8 @@ def _start_controllers(plane: ControlPlane, service_accounts: pki.KeyPair, log_d
     common = [
         f"--kubeconfig={plane.kubeconfig}",
         "--leader-elect=false", f"--bind-address={LOOPBACK}", "--profiling=false",
+        # Above the defaults (20/30, 50/100), so hundreds of Deployments roll out in seconds, not minutes.
+        "--kube-api-qps=200", "--kube-api-burst=400",
     ]
     manager_port, scheduler_port = free_port(), free_port()
     manager = start("kube-controller-manager", [
