@@ -188,7 +188,9 @@ class PreResponseAgent(Agent):
     async def _filler_text(self, chat_ctx: llm.ChatContext) -> str | None:
         assert self._fast_llm is not None
         previous = self._previous_filler
-        raw = await generate_filler_text(self._fast_llm, filler_context(chat_ctx, self._options, previous))
+        raw = await generate_filler_text(
+            self._fast_llm, filler_context(chat_ctx, self._options, previous), max_words=self._options.max_words
+        )
         text = clean_filler(raw, max_words=self._options.max_words, previous=previous)
         if text is None and self._cache is not None:
             text = self._cache.stock_alternative(previous)
@@ -218,12 +220,12 @@ class PreResponseAgent(Agent):
         if filler is None or handle is None or handle.done() or filler.outcome is not None:
             return
         filler.answer_ready.set()
-        started = filler.audio_started is not None and filler.audio_started.done() and filler.audio_started.result()
+        started = filler.audio_has_started
         filler.settle("cut" if started else "skipped_answer_first")
         handle.interrupt(force=True)
 
     def _on_filler_done(self, filler: Filler, handle: SpeechHandle, record: TurnRecord) -> None:
-        started = filler.audio_started is not None and filler.audio_started.done() and filler.audio_started.result()
+        started = filler.audio_has_started
         if filler.outcome is None:
             filler.settle("interrupted" if handle.interrupted else "spoken" if started else "failed")
             if handle.interrupted and self._reply_handle is not None and not self._reply_handle.done():

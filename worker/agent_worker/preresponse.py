@@ -92,13 +92,46 @@ def filler_context(chat_ctx: llm.ChatContext, options: PreResponseOptions, previ
     return ctx
 
 
-async def generate_filler_text(fast_llm: llm.LLM, chat_ctx: llm.ChatContext) -> str:
+def holds_the_filler(text: str, max_words: int) -> bool:
+    """Whether `text`, the start of a reply, already decides `clean_filler`'s result: its first
+    sentence has ended, or a word beyond the limit has begun (so the first `max_words` are whole)."""
+    text = " ".join(text.split()) + (" " if text[-1:].isspace() else "")
+    return bool(_SENTENCE_END.search(text)) or len(text.split()) > max_words
+
+
+_draining: set[asyncio.Task[None]] = set()
+
+
+async def generate_filler_text(fast_llm: llm.LLM, chat_ctx: llm.ChatContext, *, max_words: int | None = None) -> str:
+    """The fast LLM's reply, returned as soon as it holds the filler (see `holds_the_filler`):
+    the filler never waits for text it will not speak. The rest of the reply is still read, in
+    the background, so the request ends normally and its usage is recorded."""
     parts: list[str] = []
-    async with fast_llm.chat(chat_ctx=chat_ctx) as stream:
+    stream = fast_llm.chat(chat_ctx=chat_ctx)
+    try:
         async for chunk in stream:
             if chunk.delta and chunk.delta.content:
                 parts.append(chunk.delta.content)
+                if max_words is not None and holds_the_filler("".join(parts), max_words):
+                    task = asyncio.create_task(_read_to_the_end(stream), name="preresponse.drain_fast_llm")
+                    _draining.add(task)
+                    task.add_done_callback(_draining.discard)
+                    return "".join(parts)
+    except BaseException:
+        await stream.aclose()
+        raise
+    await stream.aclose()
     return "".join(parts)
+
+
+async def _read_to_the_end(stream: llm.LLMStream) -> None:
+    try:
+        async for _chunk in stream:
+            pass
+    except Exception:
+        logger.debug("the rest of the fast LLM's reply failed; the filler already had its text", exc_info=True)
+    finally:
+        await stream.aclose()
 
 
 class FillerCache:
@@ -157,6 +190,13 @@ class Filler:
 
     def __post_init__(self) -> None:
         self.audio_started = asyncio.get_running_loop().create_future()
+
+    @property
+    def audio_has_started(self) -> bool:
+        """Whether the filler's audio started playing. A session closing while `text_stream` waits
+        cancels the future it awaits: that is "not started", never an exception."""
+        started = self.audio_started
+        return started is not None and started.done() and not started.cancelled() and started.result()
 
     def settle(self, outcome: str) -> None:
         if self.outcome is None:
