@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from agent_worker.preresponse import PreResponseOptions, clean_filler, filler_prompt, is_trivial
+import asyncio
+import time
+
+import pytest
+from livekit.agents import llm
+
+from agent_worker.preresponse import (
+    PreResponseOptions,
+    clean_filler,
+    filler_prompt,
+    generate_filler_text,
+    holds_the_filler,
+    is_trivial,
+)
+from agent_worker.scripted import ScriptedLLM
 
 
 def test_filler_keeps_only_the_first_sentence():
@@ -37,3 +51,36 @@ def test_prompt_states_the_word_limit_and_forbids_the_previous_filler():
     assert "at most 5 words" in prompt
     assert 'Do not say "One moment." again.' in prompt
     assert "Never answer" in prompt
+
+
+@pytest.mark.parametrize(
+    ("start", "decided"),
+    [
+        ("Sure", False),
+        ("Sure.", False),  # "Sure.5" could follow: the sentence has not visibly ended
+        ("Sure. ", True),
+        ("Sure. The", True),
+        ("one two three four", False),
+        ("one two three four fi", True),  # a fifth word has begun: the first four are whole
+    ],
+)
+def test_the_start_of_a_reply_holds_the_filler_once_its_first_sentence_or_word_limit_is_passed(start, decided):
+    assert holds_the_filler(start, max_words=4) is decided
+
+
+async def test_filler_text_is_ready_at_the_end_of_its_first_sentence_and_the_request_is_still_billed_in_full():
+    fast = ScriptedLLM("Sure, one moment. " + "and then many more words " * 10, ttft=0.0, token_interval=0.05)
+    usage: list[int] = []
+    fast.on("metrics_collected", lambda ev: usage.append(ev.completion_tokens))
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="what is the weather in Paris")
+    started = time.monotonic()
+
+    text = await generate_filler_text(fast, ctx, max_words=8)
+
+    assert time.monotonic() - started < 0.5  # three words in, not the whole 53-word reply (2.6 s)
+    assert clean_filler(text, max_words=8, previous=None) == "Sure, one moment."
+    deadline = time.monotonic() + 10
+    while not usage and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert usage == [53]  # the rest was read in the background: every token is counted
