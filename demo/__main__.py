@@ -17,7 +17,7 @@ from tests.integration.harness import network, processes
 
 from . import plot, shell
 from .bed import start_bed
-from .calls import Worker, ask
+from .calls import ask, start_worker
 from .cluster import NAMESPACE, Cluster, Windows, voiceagent
 from .monitoring import PodTargets
 from .scaling import show_scaling
@@ -63,20 +63,20 @@ async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Pa
     cluster.start_operator()
     stack.callback(cluster.operator.stop)
     windows = Windows(scale_down_seconds=args.scale_down_seconds)
-    cluster.apply_voiceagent(voiceagent(bed.livekit, bed.model, bed.speech, bed.prometheus.url, windows), bed.livekit)
+    body = voiceagent(bed.livekit, bed.model, (bed.main_model, bed.fast_model), bed.speech, bed.prometheus.url, windows)
+    cluster.apply_voiceagent(body, bed.livekit)
     cluster.wait_ready()
 
     say(f"starting the real worker (`agent-worker start`) with the environment the operator wrote into "
         f"ConfigMap {NAMESPACE}/{cluster.name}-worker-config")
-    worker = Worker(bed, cluster.worker_config(), log_dir)
+    worker = start_worker(bed, cluster.worker_config(), log_dir)
     stack.callback(worker.stop)
-    worker.wait_registered()
     targets = PodTargets(bed.plane, bed.prometheus, NAMESPACE,
                          f"app.kubernetes.io/instance={cluster.name},app.kubernetes.io/component=worker",
-                         worker.metrics_address)
+                         worker.metrics_target)
     targets.start()
     stack.callback(targets.stop)
-    say(f"worker registered; Prometheus scrapes it at {worker.metrics_address} as pod {targets.worker_pod}")
+    say(f"worker registered; Prometheus scrapes it at {worker.metrics_target} as pod {targets.worker_pod}")
 
     turns = await ask(bed.livekit, worker)
     write_turns(turns, args.out)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+import json
+import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.harness import services
 from tests.integration.harness.control_plane import ControlPlane, start_control_plane
+from tests.integration.harness.worker import voice_model
 
 from .monitoring import Prometheus
 from .shell import say
@@ -21,6 +24,35 @@ class Bed:
     speech: services.SpeechServer
     prometheus: Prometheus
     plane: ControlPlane
+    models: Future[tuple[str, str]]  # (main, fast) Ollama models derived from the test bed's
+
+    @property
+    def main_model(self) -> str:
+        return self.models.result(timeout=180)[0]
+
+    @property
+    def fast_model(self) -> str:
+        return self.models.result(timeout=180)[1]
+
+
+def derived_models(model: services.ModelServer) -> tuple[str, str]:
+    """The answer model (harness/worker.py's voice_model: a sentence or two) and the pre-response
+    model, which stops at its first sentence: only that is ever spoken, so the filler is ready
+    after a few tokens rather than after the whole generation. Both loaded, nothing pulled."""
+    main = voice_model(model)
+    fast = f"{model.model}-filler"
+    native = model.base_url.removesuffix("/v1")
+    _post(f"{native}/api/create", {"model": fast, "from": model.model, "stream": False,
+                                   "parameters": {"num_predict": 12, "stop": [".", "!", "?", "\n"]}})
+    _post(f"{native}/api/generate", {"model": fast, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}})
+    return main, fast
+
+
+def _post(url: str, body: dict) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        response.read()
 
 
 def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
@@ -56,8 +88,9 @@ def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
         results[what] = started(what, server, stop)
     if errors:
         raise errors[0]
+    models = pool.submit(derived_models, results["Ollama"])  # while the cluster comes up
     say(f"livekit-server {results['livekit-server'].url}, Ollama {results['Ollama'].base_url} "
         f"({results['Ollama'].model}), speech {results['speech server'].base_url}, Prometheus {prometheus.url}, "
         f"kube-apiserver {results['control plane'].server}")
     return Bed(results["livekit-server"], results["Ollama"], results["speech server"], prometheus,
-               results["control plane"])
+               results["control plane"], models)

@@ -30,10 +30,11 @@ RESYNC_SECONDS = 2
 # Demo prices, not published ones: the local model has no list price, so the demo charges what a
 # small hosted model costs, to show cost accounting end to end. whisper-1 is OpenAI's published
 # $0.006 per minute (openai.com/api/pricing); tts-1 has a default price in agent_worker.pricing.
-DEMO_PRICES = {
-    "ollama/gemma3-270m": {"inputPerMillionTokens": 0.10, "outputPerMillionTokens": 0.40},
-    "openai/whisper-1": {"perAudioMinute": 0.006},
-}
+def demo_prices(*models: str) -> dict[str, dict[str, float]]:
+    return {
+        **{f"ollama/{model}": {"inputPerMillionTokens": 0.10, "outputPerMillionTokens": 0.40} for model in models},
+        "openai/whisper-1": {"perAudioMinute": 0.006},
+    }
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,15 @@ class Windows:
     scale_down_seconds: int = 20
 
 
-def voiceagent(livekit: LiveKit, model: ModelServer, speech: SpeechServer, prometheus_url: str,
-               windows: Windows) -> dict[str, Any]:
+def voiceagent(livekit: LiveKit, model: ModelServer, models: tuple[str, str], speech: SpeechServer,
+               prometheus_url: str, windows: Windows) -> dict[str, Any]:
     """manifests/examples/voiceagent-local.yaml pointed at this run's servers (their ports are
-    chosen at start), autoscaled from Prometheus, priced with DEMO_PRICES."""
+    chosen at start) and `models` (main, fast), autoscaled from Prometheus, priced with demo_prices()."""
     body = yaml.safe_load(EXAMPLE.read_text())
     spec = body["spec"]
     spec["livekit"]["url"] = livekit.url
-    spec["llm"].update(model=model.model, baseUrl=model.base_url)
-    spec["preResponse"]["model"] = model.model
+    spec["llm"].update(model=models[0], baseUrl=model.base_url)
+    spec["preResponse"]["model"] = models[1]
     spec["stt"]["baseUrl"] = spec["tts"]["baseUrl"] = speech.base_url
     spec["scaling"] = {
         "minReplicas": 1, "maxReplicas": windows.max_replicas,
@@ -61,7 +62,7 @@ def voiceagent(livekit: LiveKit, model: ModelServer, speech: SpeechServer, prome
         "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": windows.scale_down_seconds,
         "metricsSource": "prometheus", "prometheusUrl": prometheus_url,
     }
-    spec["pricing"] = DEMO_PRICES
+    spec["pricing"] = demo_prices(*models)
     return body
 
 
@@ -81,7 +82,10 @@ class Cluster:
 
     def install_chart(self) -> None:
         self.plane.add_fake_node("kwok-node-1")
-        self.shell.helm("install", RELEASE, CHART, "--namespace", OPERATOR_NAMESPACE, "--create-namespace")
+        output = self.shell.helm("install", RELEASE, CHART, "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
+                                 echo=False)
+        print(f"$ helm install {RELEASE} charts/agent-worker --namespace {OPERATOR_NAMESPACE} --create-namespace\n"
+              + output.split("NOTES:")[0].rstrip(), flush=True)
 
     def start_operator(self) -> None:
         """`voiceagent-operator run` with a token of the chart's ServiceAccount: RBAC applies."""

@@ -1,8 +1,8 @@
 # Voice agent worker: keyless demo, latency benchmark, worker tests (see docs/worker.md).
-.PHONY: demo bench-latency test-worker
+.PHONY: demo-offline bench-latency test-worker
 
-# The main job, keyless for now: real livekit audio-path sessions with scripted providers.
-demo: setup
+# The worker alone, in process: real livekit audio-path sessions with scripted providers (`make demo` is the whole system).
+demo-offline: setup
 	$(PY) -m agent_worker.demo --turns 5
 
 # Writes bench/results/latency.json (no pre-response vs the seed prototype vs ours).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from demo.cluster import DEMO_PRICES, Windows, voiceagent
+from demo.cluster import Windows, demo_prices, voiceagent
 from demo.monitoring import RELABEL, config, target_groups
 from demo.plot import Bar, render, waterfall
 from demo.turns import Stages, Turn
@@ -55,7 +55,7 @@ def test_prometheus_targets_must_be_on_loopback():
 
 def test_the_demo_voiceagent_is_the_local_example_pointed_at_this_run_autoscaled_from_prometheus():
     body = voiceagent(LiveKit("ws://127.0.0.1:7", "http://127.0.0.1:7", "k", "s", None),
-                      ModelServer("http://127.0.0.1:8/v1", "gemma3-270m", None),
+                      ModelServer("http://127.0.0.1:8/v1", "gemma3-270m", None), ("gemma3-270m-voice32", "gemma3-270m-filler"),
                       SpeechServer("http://127.0.0.1:9/v1", None), "http://127.0.0.1:10", Windows())
 
     spec = parse_spec(body["spec"])
@@ -63,4 +63,6 @@ def test_the_demo_voiceagent_is_the_local_example_pointed_at_this_run_autoscaled
     assert spec.llm.base_url == "http://127.0.0.1:8/v1" and spec.stt.base_url == spec.tts.base_url == "http://127.0.0.1:9/v1"
     assert spec.scaling.metrics_source == "prometheus" and spec.scaling.prometheus_url == "http://127.0.0.1:10"
     assert spec.scaling.scale_down_stabilization_seconds == Windows().scale_down_seconds
-    assert set(spec.pricing) == set(DEMO_PRICES) and spec.pricing["ollama/gemma3-270m"].output_per_million_tokens > 0
+    assert (spec.llm.model, spec.pre_response.model) == ("gemma3-270m-voice32", "gemma3-270m-filler")
+    assert set(spec.pricing) == set(demo_prices("gemma3-270m-voice32", "gemma3-270m-filler"))
+    assert spec.pricing["ollama/gemma3-270m-voice32"].output_per_million_tokens > 0

@@ -1,4 +1,4 @@
-"""`make demo` (agent-worker demo): keyless turns over the real audio path, one table row each."""
+"""`make demo-offline` (agent-worker demo): keyless turns over the real audio path, one table row each."""
 
 from __future__ import annotations
 

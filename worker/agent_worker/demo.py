@@ -4,7 +4,7 @@ The scripted models are priced as the Groq/Deepgram/OpenAI models they stand in 
 latencies in the range of published figures (see bench/latency.py), so the table shows what a
 caller would hear and what it would cost:
 
-    python -m agent_worker.demo --turns 4      (or: agent-worker demo, make demo)
+    python -m agent_worker.demo --turns 4      (or: agent-worker demo, make demo-offline)
 """
 
 from __future__ import annotations
