@@ -135,8 +135,8 @@ def bench_size(count: int, workdir: Path) -> dict:
     endpoints: list[MetricsEndpoint] = []
     operator = None
     try:
-        for node in ("kwok-node-1", "kwok-node-2"):
-            plane.add_fake_node(node, pods=max(110, count))
+        for node in ("kwok-node-1", "kwok-node-2"):  # room for every worker's default requests (1 CPU, 2Gi)
+            plane.add_fake_node(node, pods=count + 20, cpu=str(count + 20), memory=f"{2 * count + 40}Gi")
         chart = operator_harness.install_chart(plane, workdir, "agent-worker", operator_harness.RESTRICTED)
         command = operator_harness.operator_command(chart.operator_kubeconfig, resync)
         operator = start("voiceagent-operator", command.argv, logs, env=command.env)
