@@ -11,7 +11,6 @@ from pathlib import Path
 
 from tests.integration.harness import services
 from tests.integration.harness.control_plane import ControlPlane, start_control_plane
-from tests.integration.harness.worker import voice_model
 
 from .monitoring import Prometheus
 from .shell import say
@@ -36,16 +35,24 @@ class Bed:
 
 
 def derived_models(model: services.ModelServer) -> tuple[str, str]:
-    """The answer model (harness/worker.py's voice_model: a sentence or two) and the pre-response
-    model, which stops at its first sentence: only that is ever spoken, so the filler is ready
-    after a few tokens rather than after the whole generation. Both loaded, nothing pulled."""
-    main = voice_model(model)
-    fast = f"{model.model}-filler"
+    """(answer, filler) models on the test bed's weights, created and loaded; nothing is pulled.
+
+    The test bed's model is a small base model: left alone it rambles, and it emits
+    `<start_of_image>` tokens. A voice answer is a sentence or two, so the answer model stops
+    after 32 tokens; the filler model stops at its first sentence, the only part ever spoken, so
+    the pre-response is ready after a few tokens; a filler that is only `<start_of_image>` is
+    empty, and the worker speaks a stock phrase instead."""
+    answer = _derive(model, "demo-answer", {"num_predict": 32})
+    filler = _derive(model, "demo-filler", {"num_predict": 12, "stop": [".", "!", "?", "\n", "<start_of_image>"]})
+    return answer, filler
+
+
+def _derive(model: services.ModelServer, suffix: str, parameters: dict) -> str:
+    name = f"{model.model}-{suffix}"
     native = model.base_url.removesuffix("/v1")
-    _post(f"{native}/api/create", {"model": fast, "from": model.model, "stream": False,
-                                   "parameters": {"num_predict": 12, "stop": [".", "!", "?", "\n"]}})
-    _post(f"{native}/api/generate", {"model": fast, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}})
-    return main, fast
+    _post(f"{native}/api/create", {"model": name, "from": model.model, "parameters": parameters, "stream": False})
+    _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}})
+    return name
 
 
 def _post(url: str, body: dict) -> None:

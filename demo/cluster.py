@@ -143,6 +143,11 @@ class Cluster:
                                   f"involvedObject.kind=VoiceAgent,reason={reason}",
                                   "-o", "custom-columns=LAST SEEN:.lastTimestamp,REASON:.reason,MESSAGE:.message")
 
+    def last_operator_warning(self) -> str:
+        lines = self.operator.log_path.read_text(errors="replace").splitlines() if self.operator else []
+        warnings = [line for line in lines if "[WARNING" in line]
+        return warnings[-1].split("] ", 1)[-1] if warnings else ""
+
     def wait_for_status(self, check, what: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -45,7 +45,7 @@ async def _watch(cluster: Cluster, calls: asyncio.Future, start_desired: int) ->
 async def show_scaling(cluster: Cluster, livekit: LiveKit, rooms: int, windows: Windows) -> ScaleResult:
     start_desired = cluster.status().get("desiredReplicas", 1)
     say(f"{rooms} callers open rooms at once (target {windows.target_rooms} rooms per worker, "
-        f"max {windows.max_replicas} workers); Prometheus scrapes the worker every second")
+        f"max {windows.max_replicas} workers); Prometheus scrapes the worker every 2 s")
     calls = asyncio.gather(*(
         call(livekit.url, livekit.api_key, livekit.api_secret, f"demo-load-{n}", [LOAD_QUESTION],
              turn_timeout=60.0, join_timeout=90.0)
@@ -63,17 +63,18 @@ async def show_scaling(cluster: Cluster, livekit: LiveKit, rooms: int, windows: 
     except TimeoutError as error:
         say(str(error))
     cluster.get_va()
-    say(f"no rooms now; the operator keeps {peak_desired} workers for scaleDownStabilizationSeconds="
-        f"{windows.scale_down_seconds} before scaling down")
+    say(f"no rooms now; the operator scales down only to the highest recommendation of the last "
+        f"scaleDownStabilizationSeconds={windows.scale_down_seconds}")
     try:
-        status = await asyncio.to_thread(cluster.wait_for_status, lambda s: s.get("desiredReplicas", 0) < peak_desired,
-                                         "a scale-down", windows.scale_down_seconds + 45)
-    except TimeoutError as error:
-        say(str(error))
+        status = await asyncio.to_thread(cluster.wait_for_status, lambda s: s.get("desiredReplicas", 0) <= 1,
+                                         "a scale-down to minReplicas", windows.scale_down_seconds + 45)
+    except TimeoutError:
+        reason = cluster.last_operator_warning()
+        say(f"no scale-down within {windows.scale_down_seconds + 45} s; the operator's last warning: {reason or '(none)'}")
         return ScaleResult(True, False, peak_rooms, peak_desired, None)
     down_after = time.monotonic() - ended
-    say(f"scale-down decided {down_after:.0f}s after the last room ended: desired replicas "
-        f"{peak_desired} -> {status.get('desiredReplicas')}")
+    say(f"back to {status.get('desiredReplicas')} worker {down_after:.0f}s after the last room ended "
+        f"(each step down only once the window holds no higher recommendation)")
     cluster.get_va()
     cluster.events("ScaledDown")
     return ScaleResult(True, True, peak_rooms, peak_desired, down_after)
