@@ -33,11 +33,13 @@ def make_call(
     with_fast: bool = True,
     seconds_per_char: float = 0.02,
     strategy: Strategy = "concurrent",
+    announce_filler=None,
 ) -> tuple[ScriptedCall, ScriptedLLM, ScriptedTTS]:
     fast = ScriptedLLM(fast_reply, ttft=fast_ttft, model="fast")
     tts = ScriptedTTS(ttfb=0.05, seconds_per_char=seconds_per_char)
     agent = PreResponseAgent(
-        instructions="Be brief.", fast_llm=fast if with_fast else None, options=options or PreResponseOptions(), strategy=strategy
+        instructions="Be brief.", fast_llm=fast if with_fast else None, options=options or PreResponseOptions(), strategy=strategy,
+        announce_filler=announce_filler,
     )
     call = ScriptedCall(agent, llm=ScriptedLLM(answer_to, ttft=main_ttft), stt=ScriptedSTT(transcripts), tts=tts, vad=ScriptedVAD())
     return call, fast, tts
@@ -194,3 +196,18 @@ async def test_text_input_gets_no_filler_and_costs_no_fast_llm_call():
         result.expect.next_event().is_message(role="assistant")
     assert fast.requests == []
     assert agent.turns == []
+
+
+async def test_the_filler_is_announced_when_it_starts_to_play_and_never_when_it_is_dropped():
+    announced: list[str] = []
+    call, _, _ = make_call(main_ttft=0.8, announce_filler=announced.append)
+    async with call:
+        await call.turn()
+    assert announced == ["One moment."]
+
+    dropped: list[str] = []
+    call, _, _ = make_call(main_ttft=0.02, fast_ttft=0.8, announce_filler=dropped.append)
+    async with call:
+        turn = await call.turn()
+    assert turn.filler_outcome == "skipped_answer_first"
+    assert dropped == []

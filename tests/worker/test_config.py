@@ -160,3 +160,21 @@ def test_start_with_a_busy_metrics_port_names_the_variable(keyed_env, capsys, tm
     err = capsys.readouterr().err
     assert err.startswith(f"agent-worker: AGENT_METRICS_PORT={port} cannot be served")
     assert err.rstrip().endswith("set AGENT_METRICS_PORT to a free port")
+
+
+def test_load_threshold_reaches_livekits_agent_server(keyed_env):
+    from agent_worker.server import create_server
+
+    assert load_settings().load_threshold == 0.7  # livekit's own production default
+    keyed_env.setenv("AGENT_LOAD_THRESHOLD", "0.5")
+    assert create_server(load_settings())._load_threshold == 0.5
+    keyed_env.setenv("AGENT_LOAD_THRESHOLD", "0")
+    assert config_error().startswith("AGENT_LOAD_THRESHOLD=")
+
+
+def test_llm_timeout_is_the_sessions_llm_connection_timeout(keyed_env):
+    from agent_worker.server import session_connect_options
+
+    assert session_connect_options(load_settings()).llm_conn_options.timeout == 10.0  # livekit's default
+    keyed_env.setenv("AGENT_LLM_TIMEOUT", "45")
+    assert session_connect_options(load_settings()).llm_conn_options.timeout == 45.0

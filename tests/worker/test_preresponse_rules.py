@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from livekit.agents import llm
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm
 
 from agent_worker.preresponse import (
     PreResponseOptions,
@@ -84,3 +84,17 @@ async def test_filler_text_is_ready_at_the_end_of_its_first_sentence_and_the_req
     while not usage and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert usage == [53]  # the rest was read in the background: every token is counted
+
+
+async def test_filler_request_uses_the_connection_options_it_is_given():
+    seen: list[APIConnectOptions] = []
+
+    class Recording(ScriptedLLM):
+        def chat(self, *, chat_ctx, conn_options=DEFAULT_API_CONNECT_OPTIONS, **kwargs):
+            seen.append(conn_options)
+            return super().chat(chat_ctx=chat_ctx, conn_options=conn_options, **kwargs)
+
+    options = APIConnectOptions(timeout=45.0)
+    await generate_filler_text(Recording("Okay."), llm.ChatContext(), max_words=8, conn_options=options)
+
+    assert seen == [options]

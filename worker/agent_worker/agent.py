@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -52,6 +52,12 @@ class PreResponseObserver(Protocol):
     def on_preresponse(self, outcome: str, latency: float | None) -> None: ...
 
 
+FillerAnnouncer = Callable[[str], object]
+
+# The participant attribute the worker sets to the filler's text when it starts to play.
+FILLER_ATTRIBUTE = "agent_worker.filler"
+
+
 @dataclass
 class TurnRecord:
     """What the caller experienced in one turn (wall-clock seconds, time.time())."""
@@ -75,8 +81,12 @@ class PreResponseAgent(Agent):
         options: PreResponseOptions | None = None,
         strategy: Strategy = "concurrent",
         observer: PreResponseObserver | None = None,
+        announce_filler: FillerAnnouncer | None = None,
     ) -> None:
+        """`announce_filler(text)` is called when a filler starts to play (the worker publishes it
+        to the room, so a listener can tell the filler from the answer)."""
         super().__init__(instructions=instructions)
+        self._announce_filler = announce_filler
         self._fast_llm = fast_llm
         self._options = options or PreResponseOptions()
         self._strategy = strategy
@@ -158,6 +168,12 @@ class PreResponseAgent(Agent):
             return
         self._filler, self._filler_handle = filler, handle
         handle.add_done_callback(lambda h: self._on_filler_done(filler, h, record))
+        if filler.audio_started is not None:
+            filler.audio_started.add_done_callback(lambda started: self._on_filler_audio(filler, started))
+
+    def _on_filler_audio(self, filler: Filler, started: asyncio.Future[bool]) -> None:
+        if self._announce_filler is not None and not started.cancelled() and started.result() and filler.text:
+            self._announce_filler(filler.text)
 
     def _prepare(self, transcript: str, chat_ctx: llm.ChatContext) -> None:
         """Start the fast LLM's filler text early, once per transcript (from the main answer's llm_node)."""
@@ -189,7 +205,10 @@ class PreResponseAgent(Agent):
         assert self._fast_llm is not None
         previous = self._previous_filler
         raw = await generate_filler_text(
-            self._fast_llm, filler_context(chat_ctx, self._options, previous), max_words=self._options.max_words
+            self._fast_llm,
+            filler_context(chat_ctx, self._options, previous),
+            max_words=self._options.max_words,
+            conn_options=self.session.conn_options.llm_conn_options,
         )
         text = clean_filler(raw, max_words=self._options.max_words, previous=previous)
         if text is None and self._cache is not None:

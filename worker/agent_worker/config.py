@@ -123,6 +123,12 @@ class Settings(BaseSettings):
 
     metrics_port: int = Field(9100, ge=1, le=65535, description="Port of the Prometheus endpoint")
     health_port: int = Field(8081, ge=1, le=65535, description="Port of livekit's health endpoint (GET / and /worker)")
+    llm_timeout: float = Field(
+        10.0, gt=0, description="Seconds an LLM request may go without a byte before it is retried (slow self-hosted models)"
+    )
+    load_threshold: float = Field(
+        0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
+    )
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description='Price overrides as JSON, keyed "provider/model"'
     )

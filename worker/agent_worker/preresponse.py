@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from livekit import rtc
-from livekit.agents import llm, tts
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, tts
 
 logger = logging.getLogger("agent_worker.preresponse")
 
@@ -102,12 +102,18 @@ def holds_the_filler(text: str, max_words: int) -> bool:
 _draining: set[asyncio.Task[None]] = set()
 
 
-async def generate_filler_text(fast_llm: llm.LLM, chat_ctx: llm.ChatContext, *, max_words: int | None = None) -> str:
+async def generate_filler_text(
+    fast_llm: llm.LLM,
+    chat_ctx: llm.ChatContext,
+    *,
+    max_words: int | None = None,
+    conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+) -> str:
     """The fast LLM's reply, returned as soon as it holds the filler (see `holds_the_filler`):
     the filler never waits for text it will not speak. The rest of the reply is still read, in
     the background, so the request ends normally and its usage is recorded."""
     parts: list[str] = []
-    stream = fast_llm.chat(chat_ctx=chat_ctx)
+    stream = fast_llm.chat(chat_ctx=chat_ctx, conn_options=conn_options)
     try:
         async for chunk in stream:
             if chunk.delta and chunk.delta.content:

@@ -6,9 +6,12 @@ object its CLI looks for. Configuration errors are caught earlier by `agent-work
 
 from __future__ import annotations
 
-from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess, inference
+import asyncio
 
-from .agent import PreResponseAgent
+from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, inference
+from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from .agent import FILLER_ATTRIBUTE, PreResponseAgent
 from .config import Settings, load_settings
 from .metrics import SessionRecorder
 from .preresponse import PreResponseOptions
@@ -29,6 +32,11 @@ def preresponse_options(settings: Settings) -> PreResponseOptions:
     )
 
 
+def session_connect_options(settings: Settings) -> SessionConnectOptions:
+    """Both LLM roles use these (the agent passes the session's to the fast LLM)."""
+    return SessionConnectOptions(llm_conn_options=APIConnectOptions(timeout=settings.llm_timeout))
+
+
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process, before it takes a job: load what every session reuses."""
     proc.userdata["settings"] = load_settings()
@@ -45,6 +53,10 @@ async def entrypoint(ctx: JobContext) -> None:
         fast_llm=components.fast.instance if components.fast else None,
         options=preresponse_options(settings),
         observer=recorder,
+        # Published so a listener (a frontend, the test bed's caller) can tell filler from answer.
+        announce_filler=lambda text: asyncio.ensure_future(
+            ctx.room.local_participant.set_attributes({FILLER_ATTRIBUTE: text})
+        ),
     )
     session = AgentSession(
         stt=components.stt.instance,
@@ -52,6 +64,7 @@ async def entrypoint(ctx: JobContext) -> None:
         tts=components.tts.instance,
         vad=components.vad,
         turn_handling={**SELF_HOSTED_TURN_HANDLING, "turn_detection": inference.TurnDetector(version="v1-mini")},
+        conn_options=session_connect_options(settings),
     )
     session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))
     session.on("close", lambda ev: recorder.finish(str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)))
@@ -65,7 +78,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
 
 def create_server(settings: Settings) -> AgentServer:
-    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port)
+    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold)
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 
