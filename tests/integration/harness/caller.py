@@ -12,13 +12,14 @@ Per turn (times are `time.monotonic()` seconds in this process):
   first_audio   the first audible agent frame received after it
   filler_start  when the filler (pre-response) began to be heard
   answer_start  when the answer began to be heard
-How agent speeches are told apart: the pre-response agent speaks at most one filler per turn,
-before the answer. So when a turn has two or more agent speeches, the first is the filler and
-the rest is the answer; a single speech is the answer (the filler was skipped). The worker's
-`agent_worker_preresponses_total{outcome}` says independently whether a filler was spoken.
-When a speech began to be heard: the first audible frame received after its text stream opened
-(livekit releases a speech's transcript as its audio starts playing out), and for the first
-speech of a turn, the first audible frame after `speech_end`.
+How agent speeches are told apart: when a filler starts to play, the worker sets its text as
+the agent's participant attribute `agent_worker.filler` (FILLER_ATTRIBUTE). A speech whose
+transcript is (a prefix of, if it was cut) a filler announced during the turn is the filler;
+the other speeches are the answer. A turn is over once an answer speech has been received in
+full and the agent has then been listening, silent, for TURN_SETTLE seconds.
+When a speech began to be heard: for the first speech of a turn, the first audible frame after
+`speech_end`; for a later one, the first audible frame received after its text stream opened
+(livekit releases a speech's transcript as its audio starts playing out).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import subprocess
 import tempfile
 import time
@@ -36,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 from livekit import api, rtc
+
+from agent_worker.agent import FILLER_ATTRIBUTE
 
 logger = logging.getLogger("testbed.caller")
 
@@ -62,6 +66,7 @@ class HeardSpeech:
     text: str = ""
     closed_at: float | None = None
     heard_at: float | None = None  # when its audio began to be heard
+    is_filler: bool = False
 
 
 @dataclass
@@ -94,6 +99,16 @@ class HeardTurn:
     @property
     def answer_ms(self) -> float | None:
         return self.after_speech_ms(self.answer_start)
+
+
+def _words(text: str) -> str:
+    """Lower-case words only: transcripts drop markup and may stop early (a cut filler)."""
+    return " ".join(re.sub(r"[^\w\s']", " ", re.sub(r"<[^>]*>", " ", text.lower())).split())
+
+
+def is_filler(transcript: str, announced: list[str]) -> bool:
+    heard = _words(transcript)
+    return bool(heard) and any(_words(filler).startswith(heard) for filler in announced)
 
 
 def caller_token(api_key: str, api_secret: str, room: str, identity: str) -> str:
@@ -175,8 +190,10 @@ class Ear:
         self.speeches: list[HeardSpeech] = []
         self.agent_track = asyncio.Event()
         self.own_track_sid: str | None = None
+        self.fillers: list[tuple[float, str]] = []  # (arrival, text) of each filler announced
         self._tasks: set[asyncio.Task[None]] = set()
         room.on("track_subscribed", self._on_track)
+        room.on("participant_attributes_changed", self._on_attributes)
         room.register_text_stream_handler(TOPIC_TRANSCRIPTION, self._on_text_stream)
 
     def agent(self) -> rtc.RemoteParticipant | None:
@@ -194,6 +211,13 @@ class Ear:
 
     def last_audible(self) -> float | None:
         return self.audible[-1] if self.audible else None
+
+    def fillers_since(self, moment: float) -> list[str]:
+        return [text for at, text in self.fillers if at >= moment]
+
+    def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        if FILLER_ATTRIBUTE in changed and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            self.fillers.append((time.monotonic(), changed[FILLER_ATTRIBUTE]))
 
     def _spawn(self, coroutine, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -257,22 +281,30 @@ async def _ask(ear: Ear, microphone: Microphone, question: str, samples: np.ndar
     already = len(ear.speeches)
     speech_start, speech_end = await microphone.say(samples)
     deadline = time.monotonic() + turn_timeout
-    timed_out = False
+
+    def speeches() -> list[HeardSpeech]:
+        fillers = ear.fillers_since(speech_start)
+        heard = [s for s in ear.speeches[already:] if s.opened_at >= speech_start]
+        for speech in heard:
+            speech.is_filler = is_filler(speech.text, fillers)
+        return heard
 
     def over() -> bool:
-        speeches = ear.speeches[already:]
-        return (bool(speeches) and all(s.closed_at is not None for s in speeches)
-                and _quiet_for(ear, TURN_SETTLE, speech_end))
+        heard = speeches()
+        answered = any(not s.is_filler and s.closed_at is not None for s in heard)
+        return answered and all(s.closed_at is not None for s in heard) and _quiet_for(ear, TURN_SETTLE, speech_end)
 
+    timed_out = False
     while not over():
         if time.monotonic() > deadline:
             timed_out = True
             break
         await asyncio.sleep(0.05)
-    speeches = [s for s in ear.speeches[already:] if s.opened_at >= speech_start]
-    for index, speech in enumerate(speeches):
+    heard = speeches()
+    for index, speech in enumerate(heard):
         speech.heard_at = ear.first_audible_after(speech_end if index == 0 else speech.opened_at)
-    filler, answer = (speeches[0], speeches[1:]) if len(speeches) >= 2 else (None, speeches)
+    filler = next((s for s in heard if s.is_filler), None)
+    answer = [s for s in heard if not s.is_filler]
     return HeardTurn(
         question=question,
         speech_end=speech_end,
@@ -282,7 +314,7 @@ async def _ask(ear: Ear, microphone: Microphone, question: str, samples: np.ndar
         filler_text=filler.text.strip() if filler else "",
         answer_text=" ".join(s.text.strip() for s in answer).strip(),
         speech_start=speech_start,
-        speeches=speeches,
+        speeches=heard,
         timed_out=timed_out,
     )
 

@@ -30,7 +30,7 @@ REGISTERED = "registered worker"  # what livekit-agents logs once livekit-server
 STT_MODEL = "whisper-1"  # a non-realtime model: the plugin posts to /v1/audio/transcriptions
 # The test bed's model is a base model: left alone it rambles for a minute. A voice answer is a
 # sentence or two, so the derived model stops after this many tokens (the fast LLM asks for fewer).
-VOICE_MAX_TOKENS = 32
+VOICE_MAX_TOKENS = 20
 
 
 def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: SpeechServer, *,
@@ -53,6 +53,11 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
         "AGENT_TTS_BASE_URL": speech_server.base_url,
         "AGENT_METRICS_PORT": str(metrics_port),
         "AGENT_HEALTH_PORT": str(health_port),
+        # The test bed shares a few cores with everything else: livekit's CPU-load availability
+        # would mark the worker full and livekit-server would dispatch no job to it.
+        "AGENT_LOAD_THRESHOLD": "2",
+        # A busy CPU delays the model's first byte past livekit's 10 s, and each retry starts over.
+        "AGENT_LLM_TIMEOUT": "60",
         # No provider keys: openai with a base URL needs none, and none may leak in from the host.
         "OPENAI_API_KEY": "", "GROQ_API_KEY": "", "DEEPGRAM_API_KEY": "",
         "HF_HUB_OFFLINE": "1",
