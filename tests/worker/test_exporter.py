@@ -112,3 +112,13 @@ def test_worker_serves_its_metrics_and_livekits_on_one_endpoint_and_health_on_it
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+def test_active_sessions_read_zero_once_every_job_process_has_exited(tmp_path):
+    assert scraped(tmp_path, "agent_worker_active_sessions") == 0  # nothing has run yet
+
+    finished = start_job(tmp_path, "finish")
+    finished.wait(timeout=10)
+
+    assert scraped(tmp_path, "agent_worker_active_sessions") == 0  # present, not missing
+    assert scraped(tmp_path, "agent_worker_sessions_total") == 1

@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .metric_names import ACTIVE_SESSIONS, CATALOGUE
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_ACTIVE_SESSIONS_HELP = next(metric.help for metric in CATALOGUE if metric.name == ACTIVE_SESSIONS)
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+?_(\d+)\.db$")
 
 
@@ -67,7 +70,19 @@ class LiveMultiProcessCollector:
 
     def collect(self) -> Iterator[Any]:
         reap_dead_processes(self._path)
-        yield from self._inner.collect()
+        active_sessions_seen = False
+        for family in self._inner.collect():
+            if family.name == ACTIVE_SESSIONS:
+                if not family.samples:
+                    continue
+                active_sessions_seen = True
+            yield family
+        if not active_sessions_seen:
+            # No live process holds the gauge (every job process has exited): that is 0 sessions,
+            # and it must be said, or a Prometheus-fed autoscaler reads the pod as unknown.
+            from prometheus_client.core import GaugeMetricFamily
+
+            yield GaugeMetricFamily(ACTIVE_SESSIONS, _ACTIVE_SESSIONS_HELP, value=0)
 
 
 def serve_metrics(port: int, *, host: str = "0.0.0.0", path: Path | None = None) -> Any:
