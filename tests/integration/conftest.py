@@ -14,6 +14,8 @@ Per test:
   serve_metrics       (host="127.0.0.1") -> MetricsEndpoint (.set({...}), .address, .url)
   spawn               (name, argv, env=None, ready_url=None) -> Process: any program (an operator, a
                       worker) whose log joins the failure report; stopped after the test
+  agents              Agents: VoiceAgents (and their children) of `namespace`, which holds the Secret
+                      "livekit" the local example names
   start_operator      (resync_seconds=1.0) -> RunningOperator(.process, .command): voiceagent-operator
                       from this checkout as the chart's ServiceAccount (session `operator_chart`:
                       the chart helm-installed into the restricted namespace "agent-worker")
@@ -39,6 +41,7 @@ from .harness import operator as operator_harness
 from .harness.control_plane import ControlPlane, start_control_plane
 from .harness.metrics_endpoint import MetricsEndpoint
 from .harness.processes import Process
+from .harness.voiceagents import Agents
 
 FAKE_NODES = ("kwok-node-1", "kwok-node-2")
 
@@ -159,6 +162,13 @@ def spawn(testbed_logs: Path) -> Iterator[Callable[..., Process]]:
     yield run
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture
+def agents(kube_api: k8s.ApiClient, namespace: str) -> Agents:
+    agents = Agents(kube_api, namespace)
+    agents.create_livekit_secret()
+    return agents
 
 
 @pytest.fixture(scope="session")

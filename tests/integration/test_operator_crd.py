@@ -96,17 +96,17 @@ BAD_SPECS = [
 
 
 @pytest.fixture(scope="module")
-def agents(control_plane, operator_chart):
+def admission(control_plane, operator_chart):
     """Dry-run requests only, in the chart's namespace: nothing is stored."""
     with control_plane.api_client() as api:
         yield Agents(api, operator_chart.namespace)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_the_crd_admits_every_example(agents, name):
+def test_the_crd_admits_every_example(admission, name):
     document = example(name)
 
-    admitted = agents.create(document["metadata"]["name"], document["spec"], dry_run=True)
+    admitted = admission.create(document["metadata"]["name"], document["spec"], dry_run=True)
 
     assert admitted["metadata"]["name"] == document["metadata"]["name"]
     assert admitted["spec"]["image"] == document["spec"]["image"]
@@ -115,18 +115,18 @@ def test_the_crd_admits_every_example(agents, name):
 
 @pytest.mark.parametrize(("spec", "field", "message"), [case[1:] for case in BAD_SPECS],
                          ids=[case[0] for case in BAD_SPECS])
-def test_the_crd_refuses_a_bad_spec_naming_the_field_and_the_rule(agents, spec, field, message):
+def test_the_crd_refuses_a_bad_spec_naming_the_field_and_the_rule(admission, spec, field, message):
     with pytest.raises(ApiException) as refused:
-        agents.create("bad", spec, dry_run=True)
+        admission.create("bad", spec, dry_run=True)
 
     assert refused.value.status == 422
     causes = json.loads(refused.value.body)["details"]["causes"]
     assert any(cause["field"] == field and message in cause["message"] for cause in causes), causes
 
 
-def test_the_crd_refuses_an_unknown_field_under_strict_field_validation(agents):
+def test_the_crd_refuses_an_unknown_field_under_strict_field_validation(admission):
     with pytest.raises(ApiException) as refused:
-        agents.create("bad", changed(replica=3), dry_run=True)
+        admission.create("bad", changed(replica=3), dry_run=True)
 
     assert refused.value.status == 400
     assert 'strict decoding error: unknown field "spec.replica"' in json.loads(refused.value.body)["message"]

@@ -10,19 +10,12 @@ from kubernetes import client as k8s
 
 from .harness.control_plane import WRITE_VERBS
 from .harness.processes import wait_until
-from .harness.voiceagents import Agents, local_spec
+from .harness.voiceagents import local_spec
 
 pytestmark = pytest.mark.testbed
 
 FIELD_MANAGER = "voiceagent-operator"
 CONFIG_HASH = "agentworker.io/config-hash"
-
-
-@pytest.fixture
-def agents(kube_api, namespace):
-    agents = Agents(kube_api, namespace)
-    agents.create_livekit_secret()
-    return agents
 
 
 @pytest.fixture

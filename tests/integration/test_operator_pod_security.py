@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .harness.operator import RESTRICTED
 from .harness.processes import wait_until
-from .harness.voiceagents import Agents, local_spec
+from .harness.voiceagents import local_spec
 
 pytestmark = pytest.mark.testbed
 
@@ -29,11 +29,9 @@ def test_the_charts_operator_pods_run_in_a_restricted_namespace(kube_api, operat
     assert refused_as_privileged(core, operator_chart.namespace)
 
 
-def test_worker_and_ollama_pods_are_admitted_in_a_restricted_namespace(kube_api, namespace, start_operator):
-    core, apps = k8s.CoreV1Api(kube_api), k8s.AppsV1Api(kube_api)
+def test_worker_and_ollama_pods_are_admitted_in_a_restricted_namespace(agents, start_operator):
+    core, apps, namespace = agents.core, agents.apps, agents.namespace
     core.patch_namespace(namespace, {"metadata": {"labels": RESTRICTED}})
-    agents = Agents(kube_api, namespace)
-    agents.create_livekit_secret()
     operator = start_operator()
 
     agents.create("gpu", local_spec(

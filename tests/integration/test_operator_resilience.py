@@ -13,7 +13,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from .harness.processes import wait_until
-from .harness.voiceagents import Agents, local_spec
+from .harness.voiceagents import local_spec
 
 pytestmark = pytest.mark.testbed
 
@@ -28,13 +28,6 @@ SERVICE_MONITOR_CRD = {
             "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}],
     },
 }
-
-
-@pytest.fixture
-def agents(kube_api, namespace):
-    agents = Agents(kube_api, namespace)
-    agents.create_livekit_secret()
-    return agents
 
 
 @pytest.fixture

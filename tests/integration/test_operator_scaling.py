@@ -6,10 +6,9 @@ deletion cost so that the ReplicaSet controller removes exactly the idle pods.""
 from __future__ import annotations
 
 import pytest
-from kubernetes import client as k8s
 
 from .harness.processes import wait_until
-from .harness.voiceagents import Agents, local_spec
+from .harness.voiceagents import local_spec
 
 pytestmark = pytest.mark.testbed
 
@@ -18,9 +17,7 @@ METRICS_PORT = 9100  # the worker's default, spec.metricsPort
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
-def test_rooms_scale_the_workers_up_and_then_down_removing_exactly_the_idle_pods(kube_api, namespace, start_operator, serve_metrics):
-    agents = Agents(kube_api, namespace)
-    agents.create_livekit_secret()
+def test_rooms_scale_the_workers_up_and_then_down_removing_exactly_the_idle_pods(agents, start_operator, serve_metrics):
     operator = start_operator()
     agents.create("local", local_spec(scaling={
         "minReplicas": 1, "maxReplicas": 6, "targetActiveRoomsPerReplica": 1, "scaleDownStabilizationSeconds": 3}))
@@ -41,7 +38,7 @@ def test_rooms_scale_the_workers_up_and_then_down_removing_exactly_the_idle_pods
     others = [name for name in pods if name != first]
     serve({first: 1, others[0]: 1, others[1]: 1, others[2]: 1})
     wait_until(lambda: agents.get("local")["status"].get("activeRooms") == 4, "activeRooms=4", operator.process)
-    assert agents.apps.read_namespaced_deployment("local-worker", namespace).spec.replicas == 4
+    assert agents.apps.read_namespaced_deployment("local-worker", agents.namespace).spec.replicas == 4
 
     serve({first: 1, others[0]: 0, others[1]: 1, others[2]: 0})  # two callers hang up
     wait_until(lambda: len(agents.worker_pods("local", ready_only=False)) == 2, "two workers left", operator.process, timeout=60)
@@ -52,8 +49,8 @@ def test_rooms_scale_the_workers_up_and_then_down_removing_exactly_the_idle_pods
     agent = agents.get("local")
     assert (agent["status"]["desiredReplicas"], agent["status"]["activeRooms"]) == (2, 2)
     assert agent["status"]["lastScaleTime"]
-    events = k8s.CoreV1Api(kube_api).list_namespaced_event(
-        namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=local").items
+    events = agents.core.list_namespaced_event(
+        agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=local").items
     ups = [e.message for e in events if e.reason == "ScaledUp"]
     downs = [e.message for e in events if e.reason == "ScaledDown"]
     assert ups[0].startswith("workers 1 -> 4 (") and ups[0].endswith(": 4 active rooms, target 1 per worker, bounds 1..6")
