@@ -47,8 +47,9 @@ async def show_scaling(cluster: Cluster, livekit: LiveKit, rooms: int, windows: 
     say(f"{rooms} callers open rooms at once (target {windows.target_rooms} rooms per worker, "
         f"max {windows.max_replicas} workers); Prometheus scrapes the worker every 2 s")
     calls = asyncio.gather(*(
+        # A room needs to last only until the operator has seen it: 20 s at most for the answer.
         call(livekit.url, livekit.api_key, livekit.api_secret, f"demo-load-{n}", [LOAD_QUESTION],
-             turn_timeout=60.0, join_timeout=90.0)
+             turn_timeout=20.0, join_timeout=90.0)
         for n in range(1, rooms + 1)
     ), return_exceptions=True)
     peak_rooms, peak_desired, scaled_up = await _watch(cluster, calls, start_desired)
