@@ -138,8 +138,9 @@ def table(turns: Iterable[Turn]) -> str:
         "",
         "filler, answer: ms from the caller's end of speech to the first audio it heard (caller's clock).",
         "EOU: end of speech to turn committed; STT: to final transcript; LLM/fast: time to first token of",
-        "the main and the pre-response model; TTS: time to first audio byte (mean per request). Worker's",
-        "metrics (-: none measured in that turn). Cost at the demo's prices (VoiceAgent spec.pricing; gemma3-270m is not sold: a demo price).",
+        "the main and the pre-response model; TTS: time to first audio byte (mean per request). From the",
+        "worker's /metrics; -: none measured in that turn. Cost at the VoiceAgent's spec.pricing: the",
+        "local model is not sold anywhere, so it is charged a demo price (docs/demo.md).",
     ]
     return "\n".join(lines)
 
