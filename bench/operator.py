@@ -129,6 +129,7 @@ def writes(plane: ControlPlane, user: str, namespace: str) -> int:
 
 def bench_size(count: int, workdir: Path) -> dict:
     resync = RESYNC_SECONDS.get(count, 30.0)
+    load_at_start = os.getloadavg()[0]
     say(f"N={count}: starting a control plane (resync {resync:g} s)")
     logs = workdir / "logs"
     plane = start_control_plane(workdir / "plane", logs, audit_reads=False)
@@ -175,6 +176,7 @@ def bench_size(count: int, workdir: Path) -> dict:
         return {
             "voiceagents": count,
             "resync_seconds": resync,
+            # From the first create; Ready follows the worker Deployment at the next resync.
             "all_ready_seconds": round(all_ready, 1),
             "create_to_deployment_ms": summary_ms(to_deployment),
             "noop_resync": {
@@ -184,6 +186,8 @@ def bench_size(count: int, workdir: Path) -> dict:
                 "api_writes_per_resync": round(noop_writes / NOOP_PERIODS, 2),
             },
             "operator_memory": memory,
+            # Other work shares the two cores: the 1-minute load average when this size started and ended.
+            "load_average_1m": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
             "scale_reaction_seconds": {
                 "samples": [round(r, 2) for r in reactions],
                 "median": round(statistics.median(reactions), 2),
@@ -241,11 +245,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="10,100,500", help="comma-separated VoiceAgent counts")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "operator.json")
+    parser.add_argument("--keep", type=Path, help="keep the programs' logs (and audit logs) in this folder")
     args = parser.parse_args()
     if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
         network.isolate_to_loopback()
     results = {"machine": machine(), "sizes": []}
-    with tempfile.TemporaryDirectory(prefix="bench-operator-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-operator-") as temporary:
+        work = args.keep or temporary
         for count in (int(size) for size in args.sizes.split(",")):
             results["sizes"].append(bench_size(count, Path(work) / f"n{count}"))
             args.out.parent.mkdir(parents=True, exist_ok=True)
