@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from types import SimpleNamespace
 
 import pytest
 
@@ -162,8 +163,17 @@ def test_start_with_a_busy_metrics_port_names_the_variable(keyed_env, capsys, tm
     assert err.rstrip().endswith("set AGENT_METRICS_PORT to a free port")
 
 
-def test_load_threshold_reaches_livekits_agent_server(keyed_env):
-    from agent_worker.server import create_server
+@pytest.fixture
+def server_module(keyed_env, tmp_path):
+    """agent_worker.server, importable: it builds the server (and its metrics) on import."""
+    keyed_env.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # in case prometheus_client chose multiprocess mode
+    import agent_worker.server
+
+    return agent_worker.server
+
+
+def test_load_threshold_reaches_livekits_agent_server(keyed_env, server_module):
+    create_server = server_module.create_server
 
     assert load_settings().load_threshold == 0.7  # livekit's own production default
     keyed_env.setenv("AGENT_LOAD_THRESHOLD", "0.5")
@@ -172,9 +182,16 @@ def test_load_threshold_reaches_livekits_agent_server(keyed_env):
     assert config_error().startswith("AGENT_LOAD_THRESHOLD=")
 
 
-def test_llm_timeout_is_the_sessions_llm_connection_timeout(keyed_env):
-    from agent_worker.server import session_connect_options
+def test_llm_timeout_is_the_sessions_llm_connection_timeout(keyed_env, server_module):
+    session_connect_options = server_module.session_connect_options
 
     assert session_connect_options(load_settings()).llm_conn_options.timeout == 10.0  # livekit's default
     keyed_env.setenv("AGENT_LLM_TIMEOUT", "45")
     assert session_connect_options(load_settings()).llm_conn_options.timeout == 45.0
+
+
+def test_with_max_sessions_the_load_livekit_sees_is_the_share_of_sessions_in_use(keyed_env, server_module):
+    load = server_module.session_load(4)
+    assert [load(SimpleNamespace(active_jobs=[None] * n)) for n in (0, 1, 4, 6)] == [0.0, 0.25, 1.0, 1.0]
+    keyed_env.setenv("AGENT_MAX_SESSIONS", "4")
+    assert server_module.create_server(load_settings())._load_fnc(SimpleNamespace(active_jobs=[None])) == 0.25

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(
         10.0, gt=0, description="Seconds an LLM request may go without a byte before it is retried (slow self-hosted models)"
     )
+    max_sessions: int | None = Field(
+        None, ge=1, description="When set, the worker's load is its active sessions divided by this, instead of its CPU use"
+    )
     load_threshold: float = Field(
         0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
     )

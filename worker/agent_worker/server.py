@@ -7,6 +7,7 @@ object its CLI looks for. Configuration errors are caught earlier by `agent-work
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, inference
 from livekit.agents.voice.agent_session import SessionConnectOptions
@@ -77,8 +78,18 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.start(agent, room=ctx.room)
 
 
+def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
+    """A load function for livekit: the share of `max_sessions` in use (1.0 when full)."""
+
+    def load(agent_server: AgentServer) -> float:
+        return min(1.0, len(agent_server.active_jobs) / max_sessions)
+
+    return load
+
+
 def create_server(settings: Settings) -> AgentServer:
-    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold)
+    load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
+    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold, **load)
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 
