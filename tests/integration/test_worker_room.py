@@ -14,10 +14,12 @@ import uuid
 import pytest
 
 from .harness.caller import HeardTurn, call
-from .harness.worker import voice_model, worker_process  # noqa: F401 (fixture)
+from .harness.worker import slower_model, voice_model, worker_process  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.testbed
 
+# The main model stands in for a 70B beside an 8B: the same local model, this much later.
+MAIN_MODEL_DELAY = 2.0
 QUESTIONS = [
     "What is the weather like in Paris today?",
     "How far away is the moon from the earth?",
@@ -66,7 +68,13 @@ async def test_a_caller_hears_the_filler_then_the_local_models_answer_and_promet
     worker_process, livekit_server, model_server, start_prometheus, record_property,  # noqa: F811
 ):
     model = await asyncio.to_thread(voice_model, model_server)
-    worker = await asyncio.to_thread(worker_process, AGENT_LLM_MODEL=model, AGENT_FAST_LLM_MODEL=model)
+    async with slower_model(model_server.base_url, MAIN_MODEL_DELAY) as main_base_url:
+        worker = await asyncio.to_thread(worker_process, AGENT_LLM_MODEL=model, AGENT_LLM_BASE_URL=main_base_url,
+                                         AGENT_FAST_LLM_MODEL=model)
+        await converse(worker, livekit_server, model, start_prometheus, record_property)
+
+
+async def converse(worker, livekit_server, model, start_prometheus, record_property) -> None:
     prometheus = await asyncio.to_thread(start_prometheus, "worker", [worker.metrics_target])
     assert await eventually(prometheus, 'sum(up{job="worker"})', 1.0) == 1.0
 

@@ -44,9 +44,6 @@ def start_livekit(workdir: Path, log_dir: Path) -> LiveKit:
             "ips": {"includes": [f"{LOOPBACK}/32"]},
         },
         "turn": {"enabled": False},
-        # Dispatch to a worker whatever this shared machine's CPU load: the worker reports its
-        # load as CPU use, and above target_load (0.7 by default) the server sends it no job.
-        "agents": {"target_load": 2.0},
         "keys": {LIVEKIT_API_KEY: LIVEKIT_API_SECRET},
         "logging": {"level": "info"},
     }

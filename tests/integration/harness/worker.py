@@ -7,20 +7,25 @@ the local OpenAI-compatible speech server for STT and TTS, livekit-server on loo
                        `spawn` to own the process)
   worker_process       pytest fixture: a factory `worker_process(**env) -> Worker`, always stopped
   voice_model(...)     an Ollama model derived from the test bed's, with a cap on answer length
+  slower_model(...)    the same model a fixed delay later: the stand-in for a slower main model
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from .processes import LOOPBACK, Process, free_port, http_status, wait_until
 from .services import LiveKit, ModelServer, SpeechServer
@@ -53,9 +58,9 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
         "AGENT_TTS_BASE_URL": speech_server.base_url,
         "AGENT_METRICS_PORT": str(metrics_port),
         "AGENT_HEALTH_PORT": str(health_port),
-        # The test bed shares a few cores with everything else: livekit's CPU-load availability
-        # would mark the worker full and livekit-server would dispatch no job to it.
-        "AGENT_LOAD_THRESHOLD": "2",
+        # Load = sessions in use, not CPU: the test bed shares its few cores with everything else,
+        # and at a busy CPU livekit-server would dispatch no job to the worker.
+        "AGENT_MAX_SESSIONS": "4",
         # A busy CPU delays the model's first byte past livekit's 10 s, and each retry starts over.
         "AGENT_LLM_TIMEOUT": "60",
         # No provider keys: openai with a base URL needs none, and none may leak in from the host.
@@ -77,6 +82,40 @@ def voice_model(model_server: ModelServer, max_tokens: int = VOICE_MAX_TOKENS) -
     _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False,
                                      "options": {"num_predict": 1}}, timeout=120)
     return name
+
+
+@asynccontextmanager
+async def slower_model(base_url: str, delay: float) -> AsyncIterator[str]:
+    """An OpenAI-compatible base URL that answers like `base_url` does, `delay` seconds later.
+
+    The pre-response exists because the main model is slower than the fast one (a 70B beside an
+    8B). The test bed has one small model, so the main LLM is pointed here instead."""
+    upstream = base_url.removesuffix("/v1")
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        await asyncio.sleep(delay)
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with client.request(request.method, upstream + request.path_qs, data=body, headers=headers) as answer:
+            response = web.StreamResponse(status=answer.status, headers={
+                "Content-Type": answer.headers.get("Content-Type", "application/json")})
+            await response.prepare(request)
+            async for chunk in answer.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    port = free_port()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as client:
+        await runner.setup()
+        await web.TCPSite(runner, LOOPBACK, port).start()
+        try:
+            yield f"http://{LOOPBACK}:{port}/v1"
+        finally:
+            await runner.cleanup()
 
 
 def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
