@@ -17,7 +17,7 @@ from tests.integration.harness import network, processes
 
 from . import plot, shell
 from .bed import start_bed
-from .calls import ask, start_worker
+from .calls import QUESTIONS, ask, start_worker
 from .cluster import NAMESPACE, Cluster, Windows, voiceagent
 from .monitoring import PodTargets
 from .scaling import show_scaling
@@ -30,6 +30,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=5, help="concurrent caller rooms for the scaling part (default 5)")
     parser.add_argument("--out", type=Path, default=processes.REPO_ROOT / "demo-output",
                         help="where turns.txt and turns.png go (default demo-output/)")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS), choices=range(1, len(QUESTIONS) + 1),
+                        help=f"how many of the caller's questions to ask (default {len(QUESTIONS)})")
     parser.add_argument("--scale-down-seconds", type=int, default=20,
                         help="the demo VoiceAgent's scaleDownStabilizationSeconds (default 20)")
     return parser.parse_args(argv)
@@ -78,7 +80,7 @@ async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Pa
     stack.callback(targets.stop)
     say(f"worker registered; Prometheus scrapes it at {worker.metrics_target} as pod {targets.worker_pod}")
 
-    turns = await ask(bed.livekit, worker)
+    turns = await ask(bed.livekit, worker, QUESTIONS[:args.questions])
     write_turns(turns, args.out)
     found = problems(turns)
 
