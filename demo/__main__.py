@@ -94,13 +94,17 @@ async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Pa
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does
+    """Ctrl-C and SIGTERM stop the demo at once, wherever it is: asyncio's own Ctrl-C handling
+    only cancels the main task, which a library awaiting something may not pass on."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     enter_loopback_namespace()
-    signal.signal(signal.SIGTERM, _interrupt)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="agent-worker-demo-"))
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: say("stopping everything the demo started"))
