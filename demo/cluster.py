@@ -109,7 +109,7 @@ class Cluster:
                            f"--from-literal=LIVEKIT_API_KEY={livekit.api_key}",
                            f"--from-literal=LIVEKIT_API_SECRET={livekit.api_secret}", echo=False)
         print(f"$ kubectl -n {NAMESPACE} apply -f - <<< voiceagent-local.yaml with:")
-        print(yaml.safe_dump({"spec": {key: body["spec"][key] for key in ("livekit", "llm", "stt", "tts", "scaling", "pricing")}},
+        print(yaml.safe_dump({"spec": {key: body["spec"][key] for key in ("livekit", "llm", "preResponse", "stt", "tts", "scaling", "pricing")}},
                              sort_keys=False).rstrip())
         self.shell.kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=yaml.safe_dump(body))
 
