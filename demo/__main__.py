@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.integration.harness import network, processes
+from tests.integration.harness.worker import slower_model
 
 from . import plot, shell
 from .bed import start_bed
@@ -23,6 +24,10 @@ from .monitoring import PodTargets
 from .scaling import show_scaling
 from .shell import fail, say
 from .turns import Turn, problems, table
+
+# The test bed has one small model for both roles; the main LLM is reached through a proxy that
+# answers this much later, standing in for a 70B beside an 8B (as in tests/integration/test_worker_room.py).
+MAIN_MODEL_DELAY = 2.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,7 +60,8 @@ def write_turns(turns: list[Turn], out: Path) -> None:
     say(f"wrote {out / 'turns.txt'} and {out / 'turns.png'}")
 
 
-async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Path) -> list[str]:
+async def run(stack: contextlib.ExitStack, loop_stack: contextlib.AsyncExitStack, args: argparse.Namespace,
+              workdir: Path) -> list[str]:
     """The whole demo; returns the problems that make it fail (none: success)."""
     log_dir = workdir / "logs"
     bed = start_bed(stack, workdir, log_dir)
@@ -65,7 +71,9 @@ async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Pa
     cluster.start_operator()
     stack.callback(cluster.operator.stop)
     windows = Windows(scale_down_seconds=args.scale_down_seconds)
-    body = voiceagent(bed.livekit, bed.model, (bed.main_model, bed.fast_model), bed.speech, bed.prometheus.url, windows)
+    main_base_url = await loop_stack.enter_async_context(slower_model(bed.model.base_url, MAIN_MODEL_DELAY))
+    body = voiceagent(bed.livekit, bed.model, (bed.main_model, bed.fast_model), bed.speech, bed.prometheus.url,
+                      windows, main_base_url)
     cluster.apply_voiceagent(body, bed.livekit)
     cluster.wait_ready()
 
@@ -93,6 +101,12 @@ async def run(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Pa
     return found
 
 
+async def run_in(stack: contextlib.ExitStack, args: argparse.Namespace, workdir: Path) -> list[str]:
+    """`run` with an async exit stack for what lives in the event loop (the main model's proxy)."""
+    async with contextlib.AsyncExitStack() as loop_stack:
+        return await run(stack, loop_stack, args, workdir)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """Ctrl-C and SIGTERM stop the demo at once, wherever it is: asyncio's own Ctrl-C handling
     only cancels the main task, which a library awaiting something may not pass on."""
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: say("stopping everything the demo started"))
         try:
-            found = asyncio.run(run(stack, args, workdir))
+            found = asyncio.run(run_in(stack, args, workdir))
         except KeyboardInterrupt:
             fail("interrupted: stopping everything it started")
             return 130

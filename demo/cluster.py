@@ -47,14 +47,15 @@ class Windows:
 
 
 def voiceagent(livekit: LiveKit, model: ModelServer, models: tuple[str, str], speech: SpeechServer,
-               prometheus_url: str, windows: Windows) -> dict[str, Any]:
+               prometheus_url: str, windows: Windows, main_base_url: str) -> dict[str, Any]:
     """manifests/examples/voiceagent-local.yaml pointed at this run's servers (their ports are
-    chosen at start) and `models` (main, fast), autoscaled from Prometheus, priced with demo_prices()."""
+    chosen at start) and `models` (main, fast), autoscaled from Prometheus, priced with demo_prices().
+    The main LLM is reached at `main_base_url` (the same model, answering later like a 70B would)."""
     body = yaml.safe_load(EXAMPLE.read_text())
     spec = body["spec"]
     spec["livekit"]["url"] = livekit.url
-    spec["llm"].update(model=models[0], baseUrl=model.base_url)
-    spec["preResponse"]["model"] = models[1]
+    spec["llm"].update(model=models[0], baseUrl=main_base_url)
+    spec["preResponse"].update(model=models[1], baseUrl=model.base_url)
     spec["stt"]["baseUrl"] = spec["tts"]["baseUrl"] = speech.base_url
     spec["scaling"] = {
         "minReplicas": 1, "maxReplicas": windows.max_replicas,

@@ -56,11 +56,13 @@ def test_prometheus_targets_must_be_on_loopback():
 def test_the_demo_voiceagent_is_the_local_example_pointed_at_this_run_autoscaled_from_prometheus():
     body = voiceagent(LiveKit("ws://127.0.0.1:7", "http://127.0.0.1:7", "k", "s", None),
                       ModelServer("http://127.0.0.1:8/v1", "gemma3-270m", None), ("gemma3-270m-demo-answer", "gemma3-270m-demo-filler"),
-                      SpeechServer("http://127.0.0.1:9/v1", None), "http://127.0.0.1:10", Windows())
+                      SpeechServer("http://127.0.0.1:9/v1", None), "http://127.0.0.1:10", Windows(),
+                      main_base_url="http://127.0.0.1:11/v1")
 
     spec = parse_spec(body["spec"])
     assert spec.livekit.url == "ws://127.0.0.1:7"
-    assert spec.llm.base_url == "http://127.0.0.1:8/v1" and spec.stt.base_url == spec.tts.base_url == "http://127.0.0.1:9/v1"
+    assert spec.llm.base_url == "http://127.0.0.1:11/v1" and spec.pre_response.base_url == "http://127.0.0.1:8/v1"
+    assert spec.stt.base_url == spec.tts.base_url == "http://127.0.0.1:9/v1"
     assert spec.scaling.metrics_source == "prometheus" and spec.scaling.prometheus_url == "http://127.0.0.1:10"
     assert spec.scaling.scale_down_stabilization_seconds == Windows().scale_down_seconds
     assert (spec.llm.model, spec.pre_response.model) == ("gemma3-270m-demo-answer", "gemma3-270m-demo-filler")
