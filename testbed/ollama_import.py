@@ -2,7 +2,8 @@
 
 `ollama create` is a client of a running server, so this starts `ollama serve` on a free loopback
 port with OLLAMA_MODELS pointing at the test bed's directory, runs `ollama create NAME` from a
-Modelfile that names only the local file (nothing is pulled), and stops the server.
+Modelfile that names the local file (nothing is pulled) above the lines of `--modelfile`, and
+stops the server.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="OLLAMA_MODELS directory to import into")
     parser.add_argument("--gguf", required=True, help="the GGUF file to import")
     parser.add_argument("--name", required=True, help="model name to create")
+    parser.add_argument("--modelfile", help="Modelfile lines (TEMPLATE, PARAMETER) to add after FROM")
     parser.add_argument("--log", required=True, help="where the server's output goes")
     args = parser.parse_args()
 
@@ -55,7 +57,8 @@ def main() -> None:
         try:
             wait_until_serving(f"http://{host}/api/version", server)
             modelfile = Path(workdir, "Modelfile")
-            modelfile.write_text(f"FROM {Path(args.gguf).resolve()}\n")
+            extra = Path(args.modelfile).read_text() if args.modelfile else ""
+            modelfile.write_text(f"FROM {Path(args.gguf).resolve()}\n{extra}")
             created = subprocess.run(
                 [args.ollama, "create", args.name, "-f", str(modelfile)],
                 env=env, capture_output=True, text=True, timeout=600,

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.testbed
 
 # The main model stands in for a 70B beside an 8B: the same local model, this much later.
 MAIN_MODEL_DELAY = 2.0
-# One question: with history, the tiny base model's second answer is sometimes a lone "?" (no audible speech).
 QUESTIONS = [
     "What is the weather like in Paris today?",
+    "How far away is the moon from the earth?",
 ]
 
 

@@ -73,12 +73,14 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
 
 
 def voice_model(model_server: ModelServer, max_tokens: int = VOICE_MAX_TOKENS) -> str:
-    """An Ollama model on the test bed's weights that stops after `max_tokens` tokens, loaded
-    and ready (the first request loads the weights). Idempotent; nothing is pulled."""
+    """An Ollama model on the test bed's weights that stops after `max_tokens` tokens and samples
+    greedily (the same words for the same transcript, so a test hears no chance one-word reply),
+    loaded and ready (the first request loads the weights). Idempotent; nothing is pulled."""
     name = f"{model_server.model}-voice{max_tokens}"
     native = model_server.base_url.removesuffix("/v1")
+    parameters = {"num_predict": max_tokens, "temperature": 0, "seed": 1}
     _post(f"{native}/api/create", {"model": name, "from": model_server.model,
-                                   "parameters": {"num_predict": max_tokens}, "stream": False}, timeout=120)
+                                   "parameters": parameters, "stream": False}, timeout=120)
     _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False,
                                      "options": {"num_predict": 1}}, timeout=120)
     return name
