@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.harness import services
 from tests.integration.harness.control_plane import ControlPlane, start_control_plane
+from tests.integration.harness.worker import derive_model
 
 from .monitoring import Prometheus
 from .shell import say
@@ -37,29 +36,15 @@ class Bed:
 def derived_models(model: services.ModelServer) -> tuple[str, str]:
     """(answer, filler) models on the test bed's weights, created and loaded; nothing is pulled.
 
-    The test bed's model is a small base model: left alone it rambles, and it emits
-    `<start_of_image>` tokens. A voice answer is a sentence or two, so the answer model stops
-    after 32 tokens; the filler model stops at its first sentence, the only part ever spoken, so
-    the pre-response is ready after a few tokens; a filler that is only `<start_of_image>` is
-    empty, and the worker speaks a stock phrase instead."""
-    answer = _derive(model, "demo-answer", {"num_predict": 32})
-    filler = _derive(model, "demo-filler", {"num_predict": 12, "stop": [".", "!", "?", "\n", "<start_of_image>"]})
+    The test bed's model is a small base model in a dialogue template (testbed/README.md). Both
+    sample greedily, as in the tests, so a turn never gets a chance empty reply. A voice answer is
+    a sentence or two, so the answer model stops after 32 tokens; the filler model stops at its
+    first sentence, the only part ever spoken, so the pre-response is ready after a few tokens;
+    an unusable filler (empty, or the previous one again) is replaced by a stock phrase."""
+    answer = derive_model(model, "demo-answer", {"num_predict": 32, "temperature": 0})
+    filler = derive_model(model, "demo-filler", {"num_predict": 12, "temperature": 0,
+                                                 "stop": [".", "!", "?", "\n", "Caller:", "<start_of_image>"]})
     return answer, filler
-
-
-def _derive(model: services.ModelServer, suffix: str, parameters: dict) -> str:
-    name = f"{model.model}-{suffix}"
-    native = model.base_url.removesuffix("/v1")
-    _post(f"{native}/api/create", {"model": name, "from": model.model, "parameters": parameters, "stream": False})
-    _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False, "options": {"num_predict": 1}})
-    return name
-
-
-def _post(url: str, body: dict) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        response.read()
 
 
 def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:

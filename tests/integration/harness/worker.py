@@ -6,7 +6,8 @@ the local OpenAI-compatible speech server for STT and TTS, livekit-server on loo
                        programs such as the demo; pass the harness's `start` or the fixture's
                        `spawn` to own the process)
   worker_process       pytest fixture: a factory `worker_process(**env) -> Worker`, always stopped
-  voice_model(...)     an Ollama model derived from the test bed's, with a cap on answer length
+  voice_model(...)     an Ollama model derived from the test bed's: greedy, with a cap on answer length
+  derive_model(...)    any such derived model
   slower_model(...)    the same model a fixed delay later: the stand-in for a slower main model
 """
 
@@ -33,8 +34,8 @@ from .services import LiveKit, ModelServer, SpeechServer
 WORKER_BIN = Path(sys.executable).parent / "agent-worker"
 REGISTERED = "registered worker"  # what livekit-agents logs once livekit-server accepted the worker
 STT_MODEL = "whisper-1"  # a non-realtime model: the plugin posts to /v1/audio/transcriptions
-# The test bed's model is a base model: left alone it rambles for a minute. A voice answer is a
-# sentence or two, so the derived model stops after this many tokens (the fast LLM asks for fewer).
+# A voice answer is a sentence or two: the derived model stops after this many tokens (the fast
+# LLM stops earlier, at its first sentence).
 VOICE_MAX_TOKENS = 20
 
 
@@ -73,12 +74,17 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
 
 
 def voice_model(model_server: ModelServer, max_tokens: int = VOICE_MAX_TOKENS) -> str:
-    """An Ollama model on the test bed's weights that stops after `max_tokens` tokens and samples
-    greedily (the same words for the same transcript, so a test hears no chance one-word reply),
-    loaded and ready (the first request loads the weights). Idempotent; nothing is pulled."""
-    name = f"{model_server.model}-voice{max_tokens}"
+    """The test bed's model capped at `max_tokens` tokens and sampling greedily: the same words for
+    the same transcript, so a test never hears a chance empty reply."""
+    return derive_model(model_server, f"voice{max_tokens}", {"num_predict": max_tokens, "temperature": 0})
+
+
+def derive_model(model_server: ModelServer, suffix: str, parameters: dict[str, Any]) -> str:
+    """`<model>-<suffix>`: an Ollama model on the test bed's weights with these Modelfile
+    parameters (the rest inherited), created and loaded (the first request loads the weights).
+    Idempotent; nothing is pulled."""
+    name = f"{model_server.model}-{suffix}"
     native = model_server.base_url.removesuffix("/v1")
-    parameters = {"num_predict": max_tokens, "temperature": 0, "seed": 1}
     _post(f"{native}/api/create", {"model": name, "from": model_server.model,
                                    "parameters": parameters, "stream": False}, timeout=120)
     _post(f"{native}/api/generate", {"model": name, "prompt": "Hello", "stream": False,
@@ -101,10 +107,13 @@ async def slower_model(base_url: str, delay: float) -> AsyncIterator[str]:
         async with client.request(request.method, upstream + request.path_qs, data=body, headers=headers) as answer:
             response = web.StreamResponse(status=answer.status, headers={
                 "Content-Type": answer.headers.get("Content-Type", "application/json")})
-            await response.prepare(request)
-            async for chunk in answer.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                async for chunk in answer.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the worker gave up on this answer (the caller spoke again, or hung up)
             return response
 
     app = web.Application()
