@@ -22,7 +22,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client as k8s  # noqa: E402
 from kubernetes import watch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
 from tests.integration.harness import operator as operator_harness  # noqa: E402
 from tests.integration.harness.control_plane import WRITE_VERBS, ControlPlane, start_control_plane  # noqa: E402
@@ -227,18 +227,12 @@ def scale_reactions(agents: Agents, deployments: DeploymentWatch, endpoints: lis
     return [deployments.replicas_at[(f"{name}-worker", 3)] - served_at[name] for name in names]
 
 
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                          if line.startswith("MemTotal")))
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "kubernetes": "v1.37.2 (kube-apiserver, kube-controller-manager, kube-scheduler), etcd v3.7.0",
-        "kwok": "v0.8.0", "kopf": metadata.version("kopf"),
-        "shared": "the machine's 2 cores are shared with other work while the benchmark runs",
-    }
+def testbed_machine() -> dict:
+    return machine(
+        kubernetes="v1.37.2 (kube-apiserver, kube-controller-manager, kube-scheduler), etcd v3.7.0",
+        kwok="v0.8.0", kopf=metadata.version("kopf"),
+        shared="the machine's 2 cores are shared with other work while the benchmark runs",
+    )
 
 
 def main() -> None:
@@ -249,7 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
         network.isolate_to_loopback()
-    results = {"machine": machine(), "sizes": []}
+    results = {"machine": testbed_machine(), "sizes": []}
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as temporary:
         work = args.keep or temporary
         for count in (int(size) for size in args.sizes.split(",")):

@@ -1,5 +1,5 @@
 # Voice agent worker: keyless demo, latency benchmark, worker tests (see docs/worker.md).
-.PHONY: demo-offline bench-latency test-worker
+.PHONY: demo-offline bench-latency bench-room test-worker
 
 # The worker alone, in process: real livekit audio-path sessions with scripted providers (`make demo` is the whole system).
 demo-offline: setup
@@ -8,6 +8,11 @@ demo-offline: setup
 # Writes bench/results/latency.json (no pre-response vs the seed prototype vs ours).
 bench-latency: setup
 	$(PY) bench/latency.py --turns 60 --out bench/results/latency.json
+
+# Writes bench/results/room.json: the real worker in a livekit-server room on the test bed, with
+# and without the pre-response, heard by a caller over WebRTC.
+bench-room: setup testbed
+	$(PY) bench/room.py --rounds 5 --out bench/results/room.json
 
 test-worker: setup
 	$(PY) -m pytest tests/worker -q

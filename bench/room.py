@@ -1,0 +1,176 @@
+"""What a caller hears over real WebRTC, with and without the pre-response: `make bench-room`
+(needs `make testbed`; not part of `make test`). Writes bench/results/room.json.
+
+The real `agent-worker start` registers with livekit-server; a caller (LiveKit rtc, espeak-ng
+voice) joins a room and asks spoken questions; the worker hears them through the local speech
+server's STT, answers with the test bed's Ollama model and speaks through its TTS. Measured on the
+caller's clock, from the end of its speech:
+
+- first audio: the first agent audio heard (the filler when there is one);
+- answer: the first audio of the answer itself.
+
+Strategies, run in alternating rounds (one call of `--questions` turns each) so that both see the
+same machine: `preresponse` (the worker as shipped) and `no_preresponse`
+(AGENT_PRERESPONSE_ENABLED=false). The test bed has one small CPU model for both roles, so the
+main LLM is reached through a proxy that answers `--main-delay` seconds later, standing in for a
+70B beside an 8B (as in the tests and the demo). Everything runs in a loopback-only network
+namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine  # noqa: E402
+from tests.integration.harness import network, processes, services  # noqa: E402
+from tests.integration.harness.caller import HeardTurn, call  # noqa: E402
+from tests.integration.harness.worker import launch_worker, slower_model, voice_model  # noqa: E402
+
+QUESTIONS = (
+    "What is the weather like in Paris today?",
+    "How far away is the moon from the earth?",
+    "Can you recommend a good book to read?",
+)
+STRATEGIES = {
+    "preresponse": {},
+    "no_preresponse": {"AGENT_PRERESPONSE_ENABLED": "false"},
+}
+
+
+def say(message: str) -> None:
+    print(f">> bench-room: {message}", flush=True)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+
+
+def summary(turns: list[HeardTurn]) -> dict:
+    first = [t.first_audio_ms for t in turns if t.first_audio_ms is not None]
+    answer = [t.answer_ms for t in turns if t.answer_ms is not None]
+    return {
+        "turns": len(turns),
+        "timed_out": sum(t.timed_out for t in turns),
+        "with_filler": sum(t.filler_start is not None for t in turns),
+        "first_audio_ms": {"p50": percentile(first, 50), "p95": percentile(first, 95), "n": len(first)},
+        "answer_ms": {"p50": percentile(answer, 50), "p95": percentile(answer, 95), "n": len(answer)},
+        "samples": [{"question": t.question, "first_audio_ms": t.first_audio_ms, "filler_ms": t.filler_ms,
+                     "answer_ms": t.answer_ms, "filler": t.filler_text, "answer": t.answer_text}
+                    for t in turns],
+    }
+
+
+async def one_call(livekit: services.LiveKit, model: services.ModelServer, speech: services.SpeechServer,
+                   log_dir: Path, name: str, env: dict[str, str], questions: list[str]) -> list[HeardTurn]:
+    def start(process_name: str, argv: list[str], env: dict[str, str]) -> processes.Process:
+        return processes.start(process_name, argv, log_dir, env=env)
+
+    # Started and stopped on this thread: the harness ties a program's life to its starting thread.
+    worker = launch_worker(start, livekit, model, speech, name=name, **env)
+    try:
+        return await call(livekit.url, livekit.api_key, livekit.api_secret, f"bench-{uuid.uuid4().hex[:8]}",
+                          questions, turn_timeout=60.0)
+    finally:
+        worker.stop()
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict:
+    log_dir = workdir / "logs"
+    livekit = services.start_livekit(workdir, log_dir)
+    model_server = services.start_ollama(workdir, log_dir)
+    speech = services.start_speech_server(log_dir)
+    try:
+        model = await asyncio.to_thread(voice_model, model_server)
+        say(f"livekit-server {livekit.url}, Ollama {model_server.base_url} ({model}), speech {speech.base_url}")
+        turns: dict[str, list[HeardTurn]] = {name: [] for name in STRATEGIES}
+        questions = list(QUESTIONS[: args.questions])
+        async with slower_model(model_server.base_url, args.main_delay) as main_base_url:
+            for round_ in range(args.rounds):
+                order = list(STRATEGIES) if round_ % 2 == 0 else list(reversed(STRATEGIES))
+                for strategy in order:
+                    env = {"AGENT_LLM_MODEL": model, "AGENT_LLM_BASE_URL": main_base_url,
+                           "AGENT_FAST_LLM_MODEL": model, **STRATEGIES[strategy]}
+                    heard = await one_call(livekit, model_server, speech, log_dir,
+                                           f"worker-{strategy}-{round_}", env, questions)
+                    turns[strategy] += heard
+                    say(f"round {round_ + 1}/{args.rounds} {strategy}: first audio "
+                        f"{[t.first_audio_ms for t in heard]} ms, answer {[t.answer_ms for t in heard]} ms")
+    finally:
+        for process in (speech.process, model_server.process, livekit.process):
+            process.stop()
+
+    results = {name: summary(strategy_turns) for name, strategy_turns in turns.items()}
+    ours, baseline = results["preresponse"], results["no_preresponse"]
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a is not None and b else None
+
+    return {
+        "machine": machine(
+            livekit_server="v1.13.5 (--dev, loopback)", ollama="v0.17.4 (CPU)",
+            model=f"gemma-3-270m Q4_K_M ({model}: greedy, at most 20 tokens)",
+            livekit_agents=metadata.version("livekit-agents"),
+            speech="espeak-ng TTS, pocketsphinx STT (testbed/speech_server.py)",
+            shared="every program shares the machine's cores: STT, the model and WebRTC compete",
+        ),
+        "method": {
+            "clock": "caller's time.monotonic(), from the end of its spoken question to the first agent audio "
+                     "frame above the silence threshold",
+            "main_model_delay_s": args.main_delay,
+            "rounds": args.rounds,
+            "questions_per_call": len(questions),
+            "order": "strategies alternate which goes first in each round",
+        },
+        "strategies": results,
+        "ratios": {
+            "first_audio_p50_preresponse_over_none": ratio(ours["first_audio_ms"]["p50"],
+                                                           baseline["first_audio_ms"]["p50"]),
+            "answer_p50_preresponse_over_none": ratio(ours["answer_ms"]["p50"], baseline["answer_ms"]["p50"]),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5, help="calls per strategy (default 5)")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS), choices=range(1, len(QUESTIONS) + 1),
+                        help=f"spoken questions per call (default {len(QUESTIONS)})")
+    parser.add_argument("--main-delay", type=float, default=2.0,
+                        help="seconds the main model answers later than the fast one (default 2)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "room.json")
+    parser.add_argument("--keep", type=Path, help="keep the programs' logs in this folder")
+    args = parser.parse_args()
+    if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
+        network.isolate_to_loopback()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-room-") as temporary:
+        results = asyncio.run(run(args, args.keep or Path(temporary)))
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for name, result in results["strategies"].items():
+        say(f"{name}: first audio p50 {result['first_audio_ms']['p50']} ms p95 {result['first_audio_ms']['p95']} ms, "
+            f"answer p50 {result['answer_ms']['p50']} ms, {result['with_filler']}/{result['turns']} with a filler, "
+            f"{result['timed_out']} timed out")
+    say(f"ratios {results['ratios']}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
