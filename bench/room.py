@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,6 +93,7 @@ async def one_call(livekit: services.LiveKit, model: services.ModelServer, speec
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
     log_dir = workdir / "logs"
     livekit = services.start_livekit(workdir, log_dir)
     model_server = services.start_ollama(workdir, log_dir)
@@ -160,9 +162,13 @@ def main() -> None:
     if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
         network.isolate_to_loopback()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-room-") as temporary:
-        results = asyncio.run(run(args, args.keep or Path(temporary)))
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench-room-"))
+    results = asyncio.run(run(args, workdir))
     results["wall_seconds"] = round(time.monotonic() - started, 1)
+    if args.keep is None and not any(result["timed_out"] for result in results["strategies"].values()):
+        shutil.rmtree(workdir)
+    else:
+        say(f"the programs' logs are in {workdir / 'logs'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     for name, result in results["strategies"].items():
