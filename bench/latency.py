@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,9 @@ from agent_worker.agent import PreResponseAgent, TurnRecord
 from agent_worker.call import ScriptedCall
 from agent_worker.preresponse import PreResponseOptions
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import percentiles  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -170,14 +172,6 @@ def fast_tts_ttfb(agent: PreResponseAgent, text: str) -> float:
     return tts.draw_ttfb(text) if isinstance(tts, KeyedTTS) else 0.0
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return {"p50": float("nan"), "p95": float("nan")}
-    cut = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else ordered * 99
-    return {"p50": round(statistics.median(ordered) * 1000, 1), "p95": round(cut[94] * 1000, 1)}
-
-
 def summarize(runs: list[StrategyRun]) -> dict[str, Any]:
     by_name: dict[str, list[TurnSample]] = {}
     for run in runs:
@@ -185,13 +179,13 @@ def summarize(runs: list[StrategyRun]) -> dict[str, Any]:
     return {
         "strategies": {
             name: {
-                "first_audio_ms": percentiles([s.first_audio for s in samples]),
-                "answer_audio_ms": percentiles([s.answer_audio for s in samples]),
+                "first_audio_ms": percentiles([s.first_audio for s in samples], 1000),
+                "answer_audio_ms": percentiles([s.answer_audio for s in samples], 1000),
             }
             for name, samples in by_name.items()
         },
-        "overhead_ms": percentiles([s.overhead for s in by_name.get("preresponse", []) if s.overhead is not None]),
-        "end_of_speech_to_commit_ms": percentiles([s.end_of_speech_to_commit for samples in by_name.values() for s in samples]),
+        "overhead_ms": percentiles([s.overhead for s in by_name.get("preresponse", []) if s.overhead is not None], 1000),
+        "end_of_speech_to_commit_ms": percentiles([s.end_of_speech_to_commit for samples in by_name.values() for s in samples], 1000),
     }
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client as k8s  # noqa: E402
 from kubernetes import watch  # noqa: E402
 
-from bench.machine import machine  # noqa: E402
+from bench.common import machine  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
 from tests.integration.harness import operator as operator_harness  # noqa: E402
 from tests.integration.harness.control_plane import WRITE_VERBS, ControlPlane, start_control_plane  # noqa: E402

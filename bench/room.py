@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import machine  # noqa: E402
+from bench.common import machine, percentiles  # noqa: E402
 from tests.integration.harness import network, processes, services  # noqa: E402
 from tests.integration.harness.caller import HeardTurn, call  # noqa: E402
-from tests.integration.harness.worker import launch_worker, slower_model, voice_model  # noqa: E402
+from tests.integration.harness.worker import VOICE_MAX_TOKENS, launch_worker, slower_model, voice_model  # noqa: E402
 
 QUESTIONS = (
     "What is the weather like in Paris today?",
@@ -55,14 +55,6 @@ def say(message: str) -> None:
     print(f">> bench-room: {message}", flush=True)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
-
-
 def summary(turns: list[HeardTurn]) -> dict:
     first = [t.first_audio_ms for t in turns if t.first_audio_ms is not None]
     answer = [t.answer_ms for t in turns if t.answer_ms is not None]
@@ -70,8 +62,8 @@ def summary(turns: list[HeardTurn]) -> dict:
         "turns": len(turns),
         "timed_out": sum(t.timed_out for t in turns),
         "with_filler": sum(t.filler_start is not None for t in turns),
-        "first_audio_ms": {"p50": percentile(first, 50), "p95": percentile(first, 95), "n": len(first)},
-        "answer_ms": {"p50": percentile(answer, 50), "p95": percentile(answer, 95), "n": len(answer)},
+        "first_audio_ms": {**percentiles(first), "n": len(first)},
+        "answer_ms": {**percentiles(answer), "n": len(answer)},
         "samples": [{"question": t.question, "first_audio_ms": t.first_audio_ms, "filler_ms": t.filler_ms,
                      "answer_ms": t.answer_ms, "filler": t.filler_text, "answer": t.answer_text}
                     for t in turns],
@@ -80,11 +72,9 @@ def summary(turns: list[HeardTurn]) -> dict:
 
 async def one_call(livekit: services.LiveKit, model: services.ModelServer, speech: services.SpeechServer,
                    log_dir: Path, name: str, env: dict[str, str], questions: list[str]) -> list[HeardTurn]:
-    def start(process_name: str, argv: list[str], env: dict[str, str]) -> processes.Process:
-        return processes.start(process_name, argv, log_dir, env=env)
-
     # Started and stopped on this thread: the harness ties a program's life to its starting thread.
-    worker = launch_worker(start, livekit, model, speech, name=name, **env)
+    worker = launch_worker(functools.partial(processes.start, log_dir=log_dir), livekit, model, speech,
+                           name=name, **env)
     try:
         return await call(livekit.url, livekit.api_key, livekit.api_secret, f"bench-{uuid.uuid4().hex[:8]}",
                           questions, turn_timeout=60.0)
@@ -127,7 +117,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
     return {
         "machine": machine(
             livekit_server="v1.13.5 (--dev, loopback)", ollama="v0.17.4 (CPU)",
-            model=f"gemma-3-270m Q4_K_M ({model}: greedy, at most 20 tokens)",
+            model=f"gemma-3-270m Q4_K_M ({model}: greedy, at most {VOICE_MAX_TOKENS} tokens)",
             livekit_agents=metadata.version("livekit-agents"),
             speech="espeak-ng TTS, pocketsphinx STT (testbed/speech_server.py)",
             shared="every program shares the machine's cores: STT, the model and WebRTC compete",
