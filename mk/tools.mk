@@ -1,4 +1,4 @@
-# Cluster tools (helm, kubectl, promtool, prometheus) into .testbed/bin; see scripts/install-tools.
+# Cluster tools (helm, kubectl, promtool, prometheus) and actionlint into .testbed/bin; see scripts/install-tools.
 .PHONY: tools
 tools: .testbed/tools.stamp
 
