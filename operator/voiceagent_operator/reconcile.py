@@ -24,14 +24,17 @@ from .scaling.policy import Decision, History, Observation, decide
 from .spec import API_VERSION, KIND, SpecError, VoiceAgentSpec, parse_spec
 from .status import (
     Condition,
+    WorkerFailure,
     degraded_condition,
     existing_replicas,
+    failure_conditions,
     monitoring_condition,
     ollama_condition,
     ready_replicas,
     render_conditions,
     status_patch,
     worker_conditions,
+    worker_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class AgentMemory:
     written_status: dict[str, Any] | None = None
     # The problem last reported as a Warning event, so that a resync does not repeat it.
     reported_problem: str | None = None
+    # The worker start-up failure last reported as a Warning event (WorkerFailure.event_key).
+    reported_failure: tuple[str, str, str] | None = None
     # Ready pods whose rooms could not be read at the last observation (logged when it changes).
     unreadable_pods: tuple[str, ...] = ()
 
@@ -128,10 +133,15 @@ async def _reconcile_valid(ctx: Context, spec: VoiceAgentSpec, status: dict[str,
     ready, progressing = worker_conditions(worker_live, decision.replicas)
     if spec.ollama.enabled and not _ollama_ready(live, owner):
         ready = Condition("Ready", False, "OllamaNotReady", "waiting for the managed Ollama to serve its models")
+    # Only reported: the Deployment (maxUnavailable 0) keeps the old ready workers, nothing is scaled for it.
+    failure = worker_failure(pods)
+    _report_failure(ctx, failure)
+    if failure is not None:
+        ready, progressing = failure_conditions(failure, ready, decision.replicas, ready_replicas(worker_live))
     conditions = [
         ready,
         progressing,
-        degraded_condition(None),
+        failure.condition() if failure else degraded_condition(None),
         ollama_condition(spec.ollama.enabled, live.get(f"Deployment/{owner.ollama}")),
         monitoring_condition(spec.monitoring.service_monitor.enabled, monitoring_api),
     ]
@@ -158,6 +168,15 @@ async def _reconcile_valid(ctx: Context, spec: VoiceAgentSpec, status: dict[str,
 
 def _ollama_ready(live: dict[str, dict[str, Any] | None], owner: Owner) -> bool:
     return ready_replicas(live.get(f"Deployment/{owner.ollama}")) >= 1
+
+
+def _report_failure(ctx: Context, failure: WorkerFailure | None) -> None:
+    """A Warning event when workers start failing, once per cause (not on every resync or kubelet retry)."""
+    key = failure.event_key if failure else None
+    if failure is not None and key != ctx.memory.reported_failure:
+        log.warning("%s/%s: workers cannot start: %s", ctx.owner.namespace, ctx.owner.name, failure.message)
+        ctx.emit("Warning", failure.reason, failure.message)
+    ctx.memory.reported_failure = key
 
 
 def _announce(ctx: Context, decision: Decision, rooms: int, spec: VoiceAgentSpec) -> None:

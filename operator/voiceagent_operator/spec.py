@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from agent_worker.config import LLMProvider, ModelPrice, Settings, STTProvider, TTSProvider
+from agent_worker.config import RECOMMENDED_GRACE_PERIOD_SECONDS, LLMProvider, ModelPrice, Settings, STTProvider, TTSProvider
 
 GROUP = "agentworker.io"
 VERSION = "v1alpha1"
@@ -231,7 +231,9 @@ class VoiceAgentSpec(_Model):
     affinity: K8sObject | None = _k8s("Affinity of the worker pods")
     env: K8sList | None = _k8s("Extra environment variables of the worker container (Kubernetes EnvVar list)")
     termination_grace_period_seconds: int = Field(
-        600, ge=0, description="Time a worker has to drain its rooms on shutdown (LiveKit recommends at least 600)"
+        RECOMMENDED_GRACE_PERIOD_SECONDS,
+        ge=0,
+        description="Time a worker has to drain its rooms on shutdown (LiveKit recommends at least 600)",
     )
     monitoring: Monitoring = _nested(Monitoring)
     pricing: dict[str, ModelPrice] | None = Field(

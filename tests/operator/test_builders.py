@@ -105,6 +105,21 @@ def test_the_worker_deployment_runs_restricted_with_probes_ports_and_grace(owner
     kubernetes_validate.validate(deployment, "1.33", strict=True)
 
 
+def test_a_rollout_never_takes_a_serving_worker_away_before_its_replacement_is_ready(owner: Owner) -> None:
+    deployment = worker_deployment(owner, parse_spec(groq_spec()), replicas=3)
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError", "a crash's last line reaches the status"
+
+
+@pytest.mark.parametrize(("grace", "drain"), [(600, 585), (3600, 3585), (20, 5), (10, 1), (0, 1)])
+def test_the_workers_drain_ends_15_seconds_before_the_pods_grace_period(owner: Owner, grace: int, drain: int) -> None:
+    spec = parse_spec(groq_spec(terminationGracePeriodSeconds=grace))
+    pod = worker_deployment(owner, spec, replicas=1)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == grace
+    assert config_data(owner, spec)[env_name("drain_timeout")] == str(drain)
+
+
 def test_a_settings_change_rolls_the_workers_through_the_config_hash(owner: Owner) -> None:
     def stamp(raw: dict[str, Any]) -> str:
         return worker_deployment(owner, parse_spec(raw), 1)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]

@@ -10,6 +10,7 @@ import aiohttp
 import kmock
 import pytest
 from cluster import NAMESPACE, SERVICE_MONITORS, VOICEAGENTS, eventually, obj, voiceagent, writes
+from kubelet import crash_loop, err_image_pull, image_pull_back_off, running, worker_pod
 from loopback import exposition, free_port, metrics_endpoints, pod
 from va_examples import groq_spec, ollama_spec
 
@@ -224,6 +225,44 @@ async def test_an_unreachable_pod_blocks_scale_down_but_not_scale_up(api) -> Non
         rooms[ips[0]] = exposition(0)
         await asyncio.sleep(6 * RESYNC)
         assert replicas(api) == 4
+
+
+async def test_workers_that_cannot_start_degrade_the_voiceagent_once_and_nothing_is_removed(api) -> None:
+    labels = selector_labels(Owner("support", NAMESPACE, "uid-support"), "worker")
+    serving_ip = "127.0.5.1"
+    async with metrics_endpoints({serving_ip: exposition(1)}) as port:
+        old = worker_pod("support-worker-5f6d-a", running(), ip=serving_ip, labels=labels)
+        new = worker_pod("support-worker-7d9c-b", image_pull_back_off(), ip=None, labels=labels)
+        for body in (old, new):
+            await send(api, "POST", f"/api/v1/namespaces/{NAMESPACE}/pods", body)
+        await create(api, "support", groq_spec(metricsPort=port))
+        await eventually(lambda: obj(api, "apps/v1/deployments", "support-worker"))
+        rollout = {"status": {"replicas": 2, "readyReplicas": 1, "updatedReplicas": 1}}
+        await send(api, "PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/support-worker", rollout)
+
+        degraded = await eventually(lambda: condition(api, "support", "Degraded").get("status") == "True" and condition(api, "support", "Degraded"))
+        assert degraded["reason"] == "ImagePullFailed"
+        assert degraded["message"].startswith("pod support-worker-7d9c-b: container agent-worker image ")
+        await eventually(lambda: condition(api, "support", "Progressing").get("reason") == "ImagePullFailed")
+        await eventually(lambda: condition(api, "support", "Ready").get("status") == "True")  # the old worker serves
+
+        pod_path = f"/api/v1/namespaces/{NAMESPACE}/pods/support-worker-7d9c-b"
+        await send(api, "PATCH", pod_path, {"status": {"containerStatuses": [err_image_pull()]}})  # the kubelet retries
+        await eventually(lambda: "not found" in condition(api, "support", "Degraded")["message"])
+        await asyncio.sleep(4 * RESYNC)
+        assert len(events(api, "ImagePullFailed")) == 1, "one Warning event, not one per resync or retry"
+        assert replicas(api) == 1
+        assert not [w for w in writes(api) if w.startswith("DELETE")]
+
+        await send(api, "PATCH", pod_path, {"status": {"containerStatuses": [crash_loop(message="agent-worker: bad")]}})
+        crashing = await eventually(lambda: condition(api, "support", "Degraded").get("reason") == "WorkerCrashing" and condition(api, "support", "Degraded"))
+        assert crashing["message"].endswith("CrashLoopBackOff: last exit code 2 (Error): agent-worker: bad")
+        assert len(await eventually(lambda: events(api, "WorkerCrashing"))) == 1
+
+        await send(api, "PATCH", pod_path, {"status": {"containerStatuses": [running()]}})
+        await eventually(lambda: condition(api, "support", "Degraded").get("reason") == "AsExpected")
+        assert condition(api, "support", "Degraded")["status"] == "False"
+        assert condition(api, "support", "Progressing")["reason"] != "WorkerCrashing"
 
 
 async def test_kubectl_scale_pins_the_worker_count(api) -> None:

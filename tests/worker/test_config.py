@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 
 from agent_worker import cli
-from agent_worker.config import ConfigError, load_settings
+from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, SHUTDOWN_MARGIN_SECONDS, ConfigError, load_settings
 
 
 def config_error() -> str:
@@ -195,3 +198,22 @@ def test_with_max_sessions_the_load_livekit_sees_is_the_share_of_sessions_in_use
     assert [load(SimpleNamespace(active_jobs=[None] * n)) for n in (0, 1, 4, 6)] == [0.0, 0.25, 1.0, 1.0]
     keyed_env.setenv("AGENT_MAX_SESSIONS", "4")
     assert server_module.create_server(load_settings())._load_fnc(SimpleNamespace(active_jobs=[None])) == 0.25
+
+
+def test_drain_timeout_bounds_how_long_livekit_waits_for_calls_at_sigterm(keyed_env, server_module):
+    assert load_settings().drain_timeout == 600 - SHUTDOWN_MARGIN_SECONDS  # for the default grace period of 600 s
+    keyed_env.setenv("AGENT_DRAIN_TIMEOUT", "1785")
+    agent_server = server_module.create_server(load_settings())
+    assert agent_server._drain_timeout == 1785
+    assert agent_server._shutdown_process_timeout == JOB_SHUTDOWN_TIMEOUT < SHUTDOWN_MARGIN_SECONDS
+    keyed_env.setenv("AGENT_DRAIN_TIMEOUT", "0")  # livekit would read 0 as "wait for ever"
+    assert config_error().startswith("AGENT_DRAIN_TIMEOUT='0' is invalid: Input should be greater than or equal to 1")
+
+
+def test_a_sigterm_before_livekit_takes_over_ends_the_worker_at_once():
+    """As PID 1 a SIGTERM at its default action is ignored; until livekit drains, the worker exits on it."""
+    code = "from agent_worker.cli import _exit_on_sigterm; import time; _exit_on_sigterm(); print('up', flush=True); time.sleep(30)"
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=10) == 128 + signal.SIGTERM

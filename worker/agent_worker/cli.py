@@ -13,7 +13,9 @@ Configuration errors print one line naming the variable and the fix, and exit wi
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from types import FrameType
 
 from .config import ConfigError, Settings, load_settings
 
@@ -66,6 +68,7 @@ def _run_livekit(command: str, rest: list[str], settings: Settings) -> int:
             print(f"agent-worker: AGENT_METRICS_PORT={settings.metrics_port} cannot be served ({exc.strerror}); "
                   "set AGENT_METRICS_PORT to a free port", file=sys.stderr)
             return 2
+    _exit_on_sigterm()
     from livekit.agents.__main__ import main as livekit_main
 
     from . import server as server_module
@@ -73,6 +76,20 @@ def _run_livekit(command: str, rest: list[str], settings: Settings) -> int:
     if not rest or rest[0].startswith("-"):
         rest = [str(server_module.__file__), *rest]
     return livekit_main([command, *rest])
+
+
+def _exit_on_sigterm() -> None:
+    """Exit at a SIGTERM that comes before livekit installs its own handler, which drains the worker.
+
+    In a container this process is PID 1, and PID 1 ignores a signal left at its default action: a pod
+    stopped while its worker is still starting would otherwise wait out its whole grace period. No call
+    runs before livekit's handler is in place, so there is nothing to drain.
+    """
+    signal.signal(signal.SIGTERM, _exit_now)
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,22 @@ DEFAULT_MODELS: dict[tuple[str, str], str] = {
 
 DEFAULT_BASE_URLS: dict[str, str] = {"ollama": "http://127.0.0.1:11434/v1"}
 
+# Stopping a worker (SIGTERM at a scale-down or rollout): livekit's `start` stops taking jobs and waits up to
+# the drain timeout for its calls to end; then it asks the job processes (in parallel) to shut down, waits up to
+# JOB_SHUTDOWN_TIMEOUT for their answer, and closes its connection. SHUTDOWN_MARGIN_SECONDS is that last step's
+# share of the pod's terminationGracePeriodSeconds, so the drain ends before the kubelet's SIGKILL.
+JOB_SHUTDOWN_TIMEOUT = 10.0
+SHUTDOWN_MARGIN_SECONDS = 15
+# LiveKit's recommended terminationGracePeriodSeconds for workers (the VoiceAgent's default).
+RECOMMENDED_GRACE_PERIOD_SECONDS = 600
+
+
+def drain_timeout_for(grace_period_seconds: int) -> int:
+    """The drain timeout that ends a worker's drain SHUTDOWN_MARGIN_SECONDS before its pod is killed (at least 1 s:
+    livekit reads 0 as no limit)."""
+    return max(1, grace_period_seconds - SHUTDOWN_MARGIN_SECONDS)
+
+
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant. Answer in short, plain spoken sentences "
     "without lists, markdown or emojis."
@@ -131,6 +147,14 @@ class Settings(BaseSettings):
     )
     load_threshold: float = Field(
         0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
+    )
+    drain_timeout: int = Field(
+        drain_timeout_for(RECOMMENDED_GRACE_PERIOD_SECONDS),
+        ge=1,
+        description=(
+            "Seconds a stopping worker (SIGTERM) waits for its calls to end before closing them; keep it "
+            f"{SHUTDOWN_MARGIN_SECONDS} s under the pod's terminationGracePeriodSeconds (the operator does)"
+        ),
     )
     prices: dict[str, ModelPrice] = Field(
         default_factory=dict, description='Price overrides as JSON, keyed "provider/model"'

@@ -13,7 +13,7 @@ from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobCont
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
-from .config import Settings, load_settings
+from .config import JOB_SHUTDOWN_TIMEOUT, Settings, load_settings
 from .metrics import SessionRecorder
 from .preresponse import PreResponseOptions
 from .pricing import PriceTable
@@ -89,7 +89,14 @@ def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
 
 def create_server(settings: Settings) -> AgentServer:
     load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
-    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold, **load)
+    agent_server = AgentServer(
+        setup_fnc=prewarm,
+        port=settings.health_port,
+        load_threshold=settings.load_threshold,
+        drain_timeout=settings.drain_timeout,
+        shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT,
+        **load,
+    )
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

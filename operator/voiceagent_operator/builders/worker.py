@@ -49,6 +49,9 @@ def worker_container(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         "readinessProbe": _health_probe(period=10, failures=3),
         "livenessProbe": _health_probe(period=20, failures=3),
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        # A worker that exits on an error leaves its last log lines (e.g. a configuration error) in the pod's
+        # status, where the operator reports them in the VoiceAgent's Degraded condition.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # The root filesystem is read-only; the image keeps HOME and the metrics directory in /tmp.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -75,7 +78,8 @@ def worker_deployment(owner: Owner, spec: VoiceAgentSpec, replicas: int) -> dict
         "prometheus.io/port": str(spec.metrics_port),
         "prometheus.io/path": "/metrics",
     }
-    # Keep serving capacity during a rollout: new pods first, old ones drain their rooms.
+    # Keep serving capacity during a rollout: new pods first, old ones drain their rooms. With no pod allowed to
+    # be unavailable, a new ReplicaSet whose pods never become ready (bad image, crash loop) replaces nothing.
     strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
     return deployment(
         owner, owner.worker, WORKER, replicas=replicas, strategy=strategy, pod_spec=pod_spec, pod_annotations=annotations

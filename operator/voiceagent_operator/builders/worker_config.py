@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent_worker.config import API_KEY_ENV, env_name
+from agent_worker.config import API_KEY_ENV, drain_timeout_for, env_name
 
 from ..naming import WORKER, Owner, metadata
 from ..spec import SpecError, VoiceAgentSpec
@@ -75,6 +75,8 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
         "tts_voice": spec.tts.voice,
         "tts_base_url": spec.tts.base_url,
         "metrics_port": spec.metrics_port,
+        # The drain ends before the pod's grace period does, leaving livekit time to close the jobs cleanly.
+        "drain_timeout": drain_timeout_for(spec.termination_grace_period_seconds),
     }
     if spec.pricing:
         prices = {key: price.model_dump(by_alias=True, exclude_none=True) for key, price in sorted(spec.pricing.items())}
