@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds or installs the local test bed into .testbed/, only what is missing or out of date.
-#   testbed/build.sh [PART...]     PART: kube kwok livekit ollama model speech (default: all)
+#   testbed/build.sh [PART...]     PART: kube kwok livekit ollama model speech node (default: all)
 # Each Go program is built from a small module under testbed/ whose go.mod/go.sum pin it; a part
 # is rebuilt when its go.mod or build flags change (the stamp next to the binary records their hash).
 # Go's default caches (GOMODCACHE, GOCACHE) are kept so a second machine build is incremental.
@@ -55,13 +55,27 @@ mark_built() {
   for binary in "$@"; do echo "$stamp" >"$BIN/.$binary.stamp"; done
 }
 
+KUBE_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
 build_kube() {
-  up_to_date kube kube-apiserver kube-controller-manager kube-scheduler etcd && { say "kube: up to date"; return; }
+  up_to_date kube "${KUBE_PROGRAMS[@]}" etcd && { say "kube: up to date"; return; }
   local v=k8s.io/component-base/version
   go_build kube "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=37 -X $v.gitTreeState=clean" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler ./cmd/etcd
-  mark_built kube kube-apiserver kube-controller-manager kube-scheduler etcd
+    "${KUBE_PROGRAMS[@]/#/k8s.io/kubernetes/cmd/}" ./cmd/etcd
+  mark_built kube "${KUBE_PROGRAMS[@]}" etcd
+}
+
+# The real node's runtime beside the kubelet: Debian's containerd 1.6 (CRI v1) with runc, the CNI
+# plugins (bridge, host-local, loopback) and iptables for kube-proxy.
+build_node() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  [[ ${#missing[@]} -eq 0 ]] || { say "installing ${missing[*]} (Debian) for the real node"; apt_install "${missing[@]}"; }
+  say "node: $(containerd --version | awk '{print $1, $3}'), $(runc --version | sed -n 1p), CNI $(ls /usr/lib/cni | tr '\n' ' ')"
 }
 
 build_kwok() {
@@ -143,12 +157,12 @@ apt_install() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(speech kube kwok livekit ollama model)
+[[ ${#parts[@]} -gt 0 ]] || parts=(speech node kube kwok livekit ollama model)
 total=$SECONDS
 for part in "${parts[@]}"; do
   case $part in
-    kube|kwok|livekit|ollama|model|speech) "build_$part" ;;
-    *) say "unknown part '$part' (kube kwok livekit ollama model speech)"; exit 2 ;;
+    kube|kwok|livekit|ollama|model|speech|node) "build_$part" ;;
+    *) say "unknown part '$part' (kube kwok livekit ollama model speech node)"; exit 2 ;;
   esac
 done
 say "ready in $((SECONDS - total)) s: $(cd "$BIN" && ls | tr '\n' ' ')"

@@ -1,4 +1,4 @@
-// Builds kube-apiserver, kube-controller-manager and etcd for the local test bed (see ../README.md).
+// Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and etcd for the local test bed (see ../README.md).
 module agentworker.local/testbed/kube
 
 go 1.26.0

@@ -7,10 +7,14 @@ Session-scoped, started on first use and always stopped:
   livekit_server  LiveKit: .url (ws://), .http_url, .api_key, .api_secret
   model_server    ModelServer: .base_url (OpenAI-compatible /v1), .model — Ollama
   speech_server   SpeechServer: .base_url (OpenAI-compatible /v1: audio/speech, audio/transcriptions)
+  node            Node: a real kubelet node (containerd, runc, CNI bridge, kube-proxy) with the
+                  images of `make images` imported; pods run on it only with node.placement()
+  (livekit_server, model_server and speech_server also give the URLs pods use: .pod_url, .pod_base_url)
 Per test:
   kube_api            admin kubernetes.client.ApiClient
   namespace           a fresh namespace, deleted afterwards (its objects are garbage-collected)
-  start_prometheus    (name, ["127.x.y.z:port", ...]) -> Prometheus(.url), scraping every second
+  start_prometheus    (name, ["127.x.y.z:port", ...], scrape_configs=(), rule_files=()) -> Prometheus(.url),
+                      scraping every second and evaluating the rule files as often
   serve_metrics       (host="127.0.0.1") -> MetricsEndpoint (.set({...}), .address, .url)
   spawn               (name, argv, env=None, ready_url=None) -> Process: any program (an operator, a
                       worker) whose log joins the failure report; stopped after the test
@@ -39,6 +43,7 @@ from kubernetes import client as k8s
 from .harness import network, processes, services
 from .harness import operator as operator_harness
 from .harness.control_plane import ControlPlane, start_control_plane
+from .harness.node import Node, start_node
 from .harness.metrics_endpoint import MetricsEndpoint
 from .harness.processes import Process
 from .harness.voiceagents import Agents
@@ -83,6 +88,15 @@ def control_plane(testbed_workdir: Path, testbed_logs: Path) -> Iterator[Control
         plane.stop()
 
 
+@pytest.fixture(scope="session")
+def node(control_plane: ControlPlane, testbed_workdir: Path, testbed_logs: Path) -> Iterator[Node]:
+    real = start_node(control_plane, testbed_workdir / "node", testbed_logs)
+    try:
+        yield real
+    finally:
+        real.stop()
+
+
 @pytest.fixture
 def kube_api(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
     with control_plane.api_client() as api:
@@ -123,8 +137,8 @@ def speech_server(testbed_logs: Path) -> Iterator[services.SpeechServer]:
 def start_prometheus(testbed_workdir: Path, testbed_logs: Path) -> Iterator[Callable[..., services.Prometheus]]:
     started: list[services.Prometheus] = []
 
-    def start(name: str, targets: list[str]) -> services.Prometheus:
-        prometheus = services.start_prometheus(name, targets, testbed_workdir, testbed_logs)
+    def start(name: str, targets: list[str], **options) -> services.Prometheus:
+        prometheus = services.start_prometheus(name, targets, testbed_workdir, testbed_logs, **options)
         started.append(prometheus)
         return prometheus
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 import wave
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,13 +320,27 @@ async def _ask(ear: Ear, microphone: Microphone, question: str, samples: np.ndar
     )
 
 
-async def call(livekit_url: str, api_key: str, api_secret: str, room: str, questions: list[str], *,
-               turn_timeout: float = 30.0, join_timeout: float = 30.0, identity: str | None = None) -> list[HeardTurn]:
-    """Joins `room`, waits for the agent, asks each question aloud once the agent is quiet, and
-    returns what was heard per turn. A turn ends when the agent has been listening and silent for
-    TURN_SETTLE seconds after speaking, or after `turn_timeout` seconds (then `timed_out`)."""
+class Conversation:
+    """A caller in a room with the agent: `await conversation.ask(question)` speaks once the agent
+    is quiet and returns what was heard (see `call`)."""
+
+    def __init__(self, ear: Ear, microphone: Microphone) -> None:
+        self.ear, self.microphone = ear, microphone
+
+    async def ask(self, question: str, turn_timeout: float = 30.0, samples: np.ndarray | None = None) -> HeardTurn:
+        if samples is None:
+            samples = await asyncio.to_thread(speak, question)
+        await _until(lambda: _quiet_for(self.ear, QUIET_BEFORE_SPEAKING, 0.0), turn_timeout,
+                     "the agent to be quiet before the next question")
+        return await _ask(self.ear, self.microphone, question, samples, turn_timeout)
+
+
+@contextlib.asynccontextmanager
+async def joined(livekit_url: str, api_key: str, api_secret: str, room: str, *, join_timeout: float = 30.0,
+                 identity: str | None = None) -> AsyncIterator[Conversation]:
+    """Joins `room` with a microphone, waits until an agent has joined, published audio and is
+    listening, and leaves (ending the call) on exit."""
     identity = identity or f"caller-{uuid.uuid4().hex[:6]}"
-    spoken = [await asyncio.to_thread(speak, question) for question in questions]
     lk_room = rtc.Room()
     ear = Ear(lk_room, identity)
     microphone = Microphone()
@@ -337,13 +352,19 @@ async def call(livekit_url: str, api_key: str, api_secret: str, room: str, quest
         microphone.start()
         await _until(lambda: ear.agent_track.is_set() and ear.agent_state() == "listening",
                      join_timeout, "the agent to join the room, publish audio and listen")
-        turns = []
-        for question, samples in zip(questions, spoken):
-            await _until(lambda: _quiet_for(ear, QUIET_BEFORE_SPEAKING, 0.0), turn_timeout,
-                         "the agent to be quiet before the next question")
-            turns.append(await _ask(ear, microphone, question, samples, turn_timeout))
-        return turns
+        yield Conversation(ear, microphone)
     finally:
         await microphone.aclose()
         await ear.aclose()
         await lk_room.disconnect()
+
+
+async def call(livekit_url: str, api_key: str, api_secret: str, room: str, questions: list[str], *,
+               turn_timeout: float = 30.0, join_timeout: float = 30.0, identity: str | None = None) -> list[HeardTurn]:
+    """Joins `room`, waits for the agent, asks each question aloud once the agent is quiet, and
+    returns what was heard per turn. A turn ends when the agent has been listening and silent for
+    TURN_SETTLE seconds after speaking, or after `turn_timeout` seconds (then `timed_out`)."""
+    spoken = [await asyncio.to_thread(speak, question) for question in questions]
+    async with joined(livekit_url, api_key, api_secret, room, join_timeout=join_timeout,
+                      identity=identity) as conversation:
+        return [await conversation.ask(question, turn_timeout, samples) for question, samples in zip(questions, spoken)]

@@ -1,8 +1,9 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, and kwok standing in for kubelets (pods get Ready with 127.1.x.y addresses).
 
-Everything binds to 127.0.0.1 on free ports; nothing dials a Service ClusterIP (there is no
-kube-proxy), so the cluster IP range is only bookkeeping.
+Everything binds to 127.0.0.1 on free ports. Where the test bed's pod network exists (harness/
+network.py), the apiserver also listens on the node address and advertises it, so that pods on
+the real node (harness/node.py) reach it through the `kubernetes` Service.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from . import pki
+from . import network, pki
 from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, start, wait_for_http, wait_until
 
 POD_CIDR = "127.1.0.0/16"  # kwok hands out pod IPs from here: loopback, so tests can listen on them
-SERVICE_CIDR = "10.96.0.0/16"  # allocated, never dialled
+SERVICE_CIDR = "10.96.0.0/16"  # dialled only from pods on the real node (kube-proxy)
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_STAGES = REPO_ROOT / "testbed" / "kwok" / "stages.yaml"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
@@ -73,6 +74,7 @@ class ControlPlane:
     kubeconfig: Path
     etcd_url: str
     audit_log: Path | None = None
+    authority: pki.CertificateAuthority | None = None  # signs the node's and kube-proxy's certificates
     processes: dict[str, Process] = field(default_factory=dict)
 
     def audit_events(self, user: str | None = None, verbs: tuple[str, ...] | None = None,
@@ -113,12 +115,16 @@ class ControlPlane:
         """Admin credentials that act as `user` (and `groups`) for kubectl and helm, which honour a
         kubeconfig's `as`/`as-groups`: RBAC applies to that identity."""
         safe = user.replace(":", "_").replace("/", "_")
-        admin = yaml.safe_load(self.kubeconfig.read_text())["users"][0]["user"]
+        cert, key = self.admin_certificate()
         return write_kubeconfig(
-            self.workdir / f"as-{safe}.kubeconfig", self.server, self.ca,
-            cert=Path(admin["client-certificate"]), key=Path(admin["client-key"]),
+            self.workdir / f"as-{safe}.kubeconfig", self.server, self.ca, cert=cert, key=key,
             impersonate=user, impersonate_groups=groups,
         )
+
+    def admin_certificate(self) -> tuple[Path, Path]:
+        """The cluster-admin client certificate and key files."""
+        admin = yaml.safe_load(self.kubeconfig.read_text())["users"][0]["user"]
+        return Path(admin["client-certificate"]), Path(admin["client-key"])
 
     def kubeconfig_for_service_account(self, namespace: str, name: str,
                                        expiration_seconds: int = 3600) -> Path:
@@ -166,18 +172,20 @@ def start_control_plane(workdir: Path, log_dir: Path, audit_reads: bool = True) 
     ca = pki.CertificateAuthority(certs)
     serving = ca.issue("apiserver", "kube-apiserver", server=True,
                        dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-                       ip_addresses=(LOOPBACK, "10.96.0.1"))
+                       ip_addresses=(LOOPBACK, "10.96.0.1", network.NODE_IP))
     admin = ca.issue("admin", "testbed-admin", organizations=("system:masters",))
+    kubelet_client = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
     service_accounts = pki.service_account_keys(certs)
 
     port = free_port()
     server = f"https://{LOOPBACK}:{port}"
     kubeconfig = write_kubeconfig(workdir / "admin.kubeconfig", server, ca.cert_path,
                                   cert=admin.cert, key=admin.key)
-    plane = ControlPlane(workdir, server, ca.cert_path, kubeconfig, etcd_url="", audit_log=workdir / "audit.log")
+    plane = ControlPlane(workdir, server, ca.cert_path, kubeconfig, etcd_url="", audit_log=workdir / "audit.log",
+                         authority=ca)
     try:
         plane.etcd_url = _start_etcd(plane, workdir / "etcd", log_dir)
-        _start_apiserver(plane, port, serving, service_accounts, log_dir, audit_reads)
+        _start_apiserver(plane, port, serving, kubelet_client, service_accounts, log_dir, audit_reads)
         _start_controllers(plane, service_accounts, log_dir)
         _start_kwok(plane, log_dir)
     except BaseException:
@@ -200,24 +208,30 @@ def _start_etcd(plane: ControlPlane, data_dir: Path, log_dir: Path) -> str:
     return client_url
 
 
-def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair,
+def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair, kubelet_client: pki.KeyPair,
                      service_accounts: pki.KeyPair, log_dir: Path, audit_reads: bool) -> None:
     policy = plane.workdir / "audit-policy.json"
     policy.write_text(json.dumps(audit_policy(audit_reads)))
+    if network.node_network_ready():
+        # All of the closed namespace's addresses; the `kubernetes` Service leads to the node address.
+        addresses = ["--bind-address=0.0.0.0", f"--advertise-address={network.NODE_IP}"]
+    else:
+        # The `kubernetes` Endpoints would hold 127.0.0.1, which Endpoints validation refuses.
+        addresses = [f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", "--endpoint-reconciler-type=none"]
     process = start("kube-apiserver", [
         binary("kube-apiserver"),
         f"--etcd-servers={plane.etcd_url}",
-        f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={port}",
+        *addresses, f"--secure-port={port}",
         f"--cert-dir={plane.workdir / 'apiserver-certs'}",
         f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
         f"--client-ca-file={plane.ca}",
+        f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
+        "--kubelet-preferred-address-types=InternalIP",  # no DNS: the node is reached by its address
         "--authorization-mode=Node,RBAC",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={service_accounts.cert}",
         f"--service-account-signing-key-file={service_accounts.key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # The `kubernetes` Endpoints would hold 127.0.0.1, which Endpoints validation refuses.
-        "--endpoint-reconciler-type=none",
         f"--audit-policy-file={policy}", f"--audit-log-path={plane.audit_log}",
         "--audit-log-format=json", "--audit-log-mode=blocking",
         "--enable-priority-and-fairness=false", "--profiling=false", "-v=1",

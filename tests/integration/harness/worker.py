@@ -93,8 +93,8 @@ def derive_model(model_server: ModelServer, suffix: str, parameters: dict[str, A
 
 
 @asynccontextmanager
-async def slower_model(base_url: str, delay: float) -> AsyncIterator[str]:
-    """An OpenAI-compatible base URL that answers like `base_url` does, `delay` seconds later.
+async def slower_model(base_url: str, delay: float, host: str = LOOPBACK) -> AsyncIterator[str]:
+    """An OpenAI-compatible base URL on `host` that answers like `base_url` does, `delay` seconds later.
 
     The pre-response exists because the main model is slower than the fast one (a 70B beside an
     8B). The test bed has one small model, so the main LLM is pointed here instead."""
@@ -119,12 +119,12 @@ async def slower_model(base_url: str, delay: float) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
     runner = web.AppRunner(app)
-    port = free_port()
+    port = free_port(host)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as client:
         await runner.setup()
-        await web.TCPSite(runner, LOOPBACK, port).start()
+        await web.TCPSite(runner, host, port).start()
         try:
-            yield f"http://{LOOPBACK}:{port}/v1"
+            yield f"http://{host}:{port}/v1"
         finally:
             await runner.cleanup()
 
