@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds or installs the local test bed into .testbed/, only what is missing or out of date.
-#   testbed/build.sh [PART...]     PART: kube kwok livekit ollama model speech node (default: all)
+#   testbed/build.sh [PART...]     PART: kube kwok livekit prometheus ollama model speech node (default: all)
 # Each Go program is built from a small module under testbed/ whose go.mod/go.sum pin it; a part
 # is rebuilt when its go.mod or build flags change (the stamp next to the binary records their hash).
 # Go's default caches (GOMODCACHE, GOCACHE) are kept so a second machine build is incremental.
@@ -91,6 +91,18 @@ build_livekit() {
   mark_built livekit livekit-server
 }
 
+# Debian's Prometheus (2.42) is built without Kubernetes service discovery, which the real node's
+# tests use to find worker pods as a cluster's Prometheus does: Prometheus 3 from its Go module, with
+# every other discovery left out (the build tags below), so it builds in minutes.
+PROMETHEUS_VERSION=3.16.0   # github.com/prometheus/prometheus v0.316.0 in prometheus/go.mod
+build_prometheus() {
+  up_to_date prometheus prometheus && { say "prometheus: up to date"; return; }
+  [[ -L $BIN/prometheus ]] && rm -f "$BIN/prometheus"   # an older test bed linked Debian's here
+  GOFLAGS="$GOFLAGS -tags=tools,remove_all_sd,enable_kubernetes_sd" go_build prometheus \
+    "-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
+  mark_built prometheus prometheus
+}
+
 # Ollama's llama.cpp includes headers from its vendor/ folder, which Go module zips leave out:
 # nlohmann/json and stb come from Debian, miniaudio.h from the PyPI sdist of `miniaudio`.
 MINIAUDIO_SDIST=miniaudio==1.71   # carries miniaudio.h 0.11.25
@@ -157,12 +169,12 @@ apt_install() {
 }
 
 parts=("$@")
-[[ ${#parts[@]} -gt 0 ]] || parts=(speech node kube kwok livekit ollama model)
+[[ ${#parts[@]} -gt 0 ]] || parts=(speech node kube kwok livekit prometheus ollama model)
 total=$SECONDS
 for part in "${parts[@]}"; do
   case $part in
-    kube|kwok|livekit|ollama|model|speech|node) "build_$part" ;;
-    *) say "unknown part '$part' (kube kwok livekit ollama model speech node)"; exit 2 ;;
+    kube|kwok|livekit|prometheus|ollama|model|speech|node) "build_$part" ;;
+    *) say "unknown part '$part' (kube kwok livekit prometheus ollama model speech node)"; exit 2 ;;
   esac
 done
 say "ready in $((SECONDS - total)) s: $(cd "$BIN" && ls | tr '\n' ' ')"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import random
 import time
 from typing import Any
@@ -51,7 +52,25 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
         # another resumes once its peering record expires.
         settings.peering.priority = random.randint(1, 2**31 - 1)
     memo.agents = {}
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RETRIED_REQUEST_IS_A_WARNING)
     serve_metrics_once(OPTIONS.metrics_port)
+
+
+class RetriedRequestIsAWarning(logging.Filter):
+    """Kopf logs each failed attempt of an API request it will retry as an ERROR, though the retry
+    usually succeeds: a 429 while a new CRD's watch cache initializes, a 403 while RBAC settles.
+    Those become WARNINGs; the last attempt's failure ("escalating") stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.name.startswith("kopf."):
+            message = record.getMessage()
+            if message.startswith("Request attempt") and "; will retry:" in message:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+RETRIED_REQUEST_IS_A_WARNING = RetriedRequestIsAWarning()
 
 
 @kopf.on.cleanup()

@@ -29,3 +29,21 @@ async def test_kopf_bookkeeping_stays_out_of_the_status() -> None:
     settings = await _started(kopf.OperatorSettings())
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+
+
+def test_a_request_kopf_will_retry_is_logged_as_a_warning_and_its_final_failure_as_an_error():
+    import logging
+
+    from voiceagent_operator.handlers import RETRIED_REQUEST_IS_A_WARNING
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        out = logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, None)
+        assert RETRIED_REQUEST_IS_A_WARNING.filter(out)
+        return out
+
+    retried = record("kopf._cogs.clients.watching", "Request attempt #1/9 failed; will retry: GET /x -> 429")
+    final = record("kopf._cogs.clients.watching", "Request attempt #9/9 failed; escalating: GET /x -> 429")
+    ours = record("voiceagent_operator.reconcile", "Request attempt #1/9 failed; will retry: ours")
+    assert (retried.levelno, retried.levelname) == (logging.WARNING, "WARNING")
+    assert (final.levelno, final.levelname) == (logging.ERROR, "ERROR")
+    assert ours.levelno == logging.ERROR

@@ -94,18 +94,25 @@ class Node:
         return result.stdout
 
     def stop(self) -> None:
-        """Stops kube-proxy and the kubelet, kills every container (they belong to containerd's
-        shims, which outlive containerd), then stops containerd."""
+        """Stops kube-proxy and the kubelet, kills every container, then containerd and its shims
+        (they outlive it), and unmounts what the containers left under the node's directory."""
         for name in ("kube-proxy", "kubelet"):
             if name in self.processes:
                 self.processes.pop(name).stop(timeout=30)
-        if "containerd" in self.processes:
-            try:
-                for task in self.ctr("tasks", "ls", "-q").split():
-                    subprocess.run(["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io",
-                                    "tasks", "kill", "--signal=SIGKILL", task], capture_output=True)
-            finally:
-                self.processes.pop("containerd").stop(timeout=30)
+        if "containerd" not in self.processes:
+            return
+        try:
+            for task in self.ctr("tasks", "ls", "-q").split():
+                subprocess.run(["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io",
+                                "tasks", "kill", "--signal=SIGKILL", task], capture_output=True)
+        finally:
+            self.processes.pop("containerd").stop(timeout=30)
+            subprocess.run(["pkill", "--signal=KILL", "-f", f"-address {self.containerd_socket}"], capture_output=True)
+            workdir = str(self.containerd_socket.parent)
+            with open("/proc/self/mounts") as mounts:
+                points = [line.split()[1] for line in mounts if line.split()[1].startswith(workdir)]
+            for point in sorted(points, reverse=True):
+                subprocess.run(["umount", "--lazy", point], capture_output=True)
 
 
 def start_node(plane: ControlPlane, workdir: Path, log_dir: Path) -> Node:

@@ -24,6 +24,11 @@ def _hosts() -> list[str]:
     return [LOOPBACK, network.NODE_IP] if network.node_network_ready() else [LOOPBACK]
 
 
+def _listen_address() -> str:
+    """For servers that take one address: all of the closed namespace's where pods run."""
+    return "0.0.0.0" if network.node_network_ready() else LOOPBACK
+
+
 def _pod_url(url: str) -> str:
     """The same server as seen from a pod on the real node."""
     return url.replace(f"//{LOOPBACK}:", f"//{network.NODE_IP}:", 1)
@@ -98,7 +103,7 @@ def start_ollama(workdir: Path, log_dir: Path) -> ModelServer:
     home = workdir / "ollama-home"  # Ollama writes its identity key under $HOME/.ollama
     home.mkdir(parents=True, exist_ok=True)
     process = start("ollama", [binary("ollama"), "serve"], log_dir, env={
-        "OLLAMA_HOST": f"{'0.0.0.0' if len(_hosts()) > 1 else LOOPBACK}:{port}", "OLLAMA_MODELS": str(OLLAMA_MODELS_DIR), "HOME": str(home),
+        "OLLAMA_HOST": f"{_listen_address()}:{port}", "OLLAMA_MODELS": str(OLLAMA_MODELS_DIR), "HOME": str(home),
         "OLLAMA_NOPRUNE": "1", "OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_NUM_PARALLEL": "2",
     })
     wait_for_http(f"http://{host}/api/version", process, timeout=60)
@@ -119,7 +124,7 @@ def start_speech_server(log_dir: Path) -> SpeechServer:
     port = free_port()
     process = start("speech-server", [
         sys.executable, str(REPO_ROOT / "testbed" / "speech_server.py"),
-        f"--host={'0.0.0.0' if len(_hosts()) > 1 else LOOPBACK}", f"--port={port}",
+        f"--host={_listen_address()}", f"--port={port}",
     ], log_dir)
     wait_for_http(f"http://{LOOPBACK}:{port}/health", process, timeout=60)
     return SpeechServer(f"http://{LOOPBACK}:{port}/v1", process)
