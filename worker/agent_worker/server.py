@@ -68,7 +68,15 @@ async def entrypoint(ctx: JobContext) -> None:
         conn_options=session_connect_options(settings),
     )
     session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))
-    session.on("close", lambda ev: recorder.finish(str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)))
+    def _on_close(ev) -> None:
+        reason = str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)
+        recorder.finish(reason)
+        # Nothing is left to do in the room: end the job now, leaving the room cleanly, so a
+        # draining worker exits as soon as its last call ends (not when livekit-server closes the
+        # empty room, nor by killing the job process).
+        ctx.shutdown(reason=f"session closed: {reason}")
+
+    session.on("close", _on_close)
 
     async def _finish_on_shutdown(reason: str) -> None:
         recorder.finish(reason or "shutdown")

@@ -107,7 +107,8 @@ class Node:
                                 "tasks", "kill", "--signal=SIGKILL", task], capture_output=True)
         finally:
             self.processes.pop("containerd").stop(timeout=30)
-            subprocess.run(["pkill", "--signal=KILL", "-f", f"-address {self.containerd_socket}"], capture_output=True)
+            subprocess.run(["pkill", "--signal=KILL", "-f", f"containerd-shim.* -address {self.containerd_socket}"],
+                           capture_output=True)
             workdir = str(self.containerd_socket.parent)
             with open("/proc/self/mounts") as mounts:
                 points = [line.split()[1] for line in mounts if line.split()[1].startswith(workdir)]
