@@ -13,6 +13,7 @@ help:
 	@echo "make test        run every test (what CI runs)"
 	@echo "make test-fast   unit and in-process tests only"
 	@echo "make testbed     build/install the local test bed into .testbed/"
+	@echo "make images      build the worker and operator images (buildah, no daemon) into .testbed/images/"
 
 setup: $(VENV)/.installed
 
@@ -22,8 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# The README's test command: everything, against the real test bed.
-test: setup testbed
+# The README's test command: everything, against the real test bed and its real node (which runs
+# the images `make images` builds).
+test: setup testbed images
 	$(PY) -m pytest -q
 
 test-fast: setup tools

