@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -18,9 +19,8 @@ from tests.integration.harness.worker import slower_model
 
 from . import plot, shell
 from .bed import start_bed
-from .calls import QUESTIONS, ask, start_worker
-from .cluster import NAMESPACE, Cluster, Windows, voiceagent
-from .monitoring import PodTargets
+from .calls import QUESTIONS, ask
+from .cluster import Cluster, Windows, voiceagent
 from .scaling import show_scaling
 from .shell import fail, say
 from .turns import Turn, problems, table
@@ -32,7 +32,8 @@ MAIN_MODEL_DELAY = 2.0
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m demo", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rooms", type=int, default=5, help="concurrent caller rooms for the scaling part (default 5)")
+    parser.add_argument("--rooms", type=int, default=2, choices=range(2, 5),
+                        help="concurrent caller rooms for the scaling part (default 2: one per worker pod, two pods)")
     parser.add_argument("--out", type=Path, default=processes.REPO_ROOT / "demo-output",
                         help="where turns.txt and turns.png go (default demo-output/)")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), choices=range(1, len(QUESTIONS) + 1),
@@ -43,12 +44,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def enter_loopback_namespace() -> None:
-    """Like the tests: a network namespace whose only addresses are loopback (harness/network.py)."""
+    """Like the tests: a network namespace whose only addresses are loopback and the real node's
+    pod network (harness/network.py)."""
     if os.environ.get("TESTBED_HOST_NETWORK") == "1":
-        say("TESTBED_HOST_NETWORK=1: staying on the host's network")
-    elif not network.only_loopback_addresses():
+        raise SystemExit("demo: the real node's pod network exists only in the demo's own network namespace; "
+                         "unset TESTBED_HOST_NETWORK (and run as root)")
+    if not network.only_loopback_addresses():
         network.isolate_to_loopback()
-        say("in a network namespace of its own: only 127.0.0.0/8 is reachable")
+        say(f"in a network namespace of its own: only 127.0.0.0/8 and the pod network {network.POD_SUBNET} "
+            f"(node {network.NODE_IP}) are reachable")
 
 
 def write_turns(turns: list[Turn], out: Path) -> None:
@@ -67,35 +71,32 @@ async def run(stack: contextlib.ExitStack, loop_stack: contextlib.AsyncExitStack
     bed = start_bed(stack, workdir, log_dir)
 
     cluster = Cluster(bed.plane, workdir, log_dir)
+    stack.callback(cluster.close)
+    cluster.create_namespace(bed.livekit)
     cluster.install_chart()
-    cluster.start_operator()
-    stack.callback(cluster.operator.stop)
+    say("the operator runs as a pod from its image on the node, as the chart's ServiceAccount")
     windows = Windows(scale_down_seconds=args.scale_down_seconds)
-    main_base_url = await loop_stack.enter_async_context(slower_model(bed.model.base_url, MAIN_MODEL_DELAY))
+    main_base_url = await loop_stack.enter_async_context(
+        slower_model(bed.model.base_url, MAIN_MODEL_DELAY, host=network.NODE_IP))
     body = voiceagent(bed.livekit, bed.model, (bed.main_model, bed.fast_model), bed.speech, bed.prometheus.url,
                       windows, main_base_url)
-    cluster.apply_voiceagent(body, bed.livekit)
-    cluster.wait_ready()
+    cluster.apply_voiceagent(body)
+    pod = cluster.wait_ready()
+    processes.wait_until(lambda: bed.prometheus.value("count(up == 1)") >= 2,
+                         "Prometheus to scrape the worker pod and the operator pod", bed.prometheus.process, 60)
+    say(f"worker pod {pod.name} ({pod.ip}) registered with livekit-server; Prometheus discovered and scrapes it "
+        f"and the operator pod, evaluating {len(bed.prometheus.rules())} rules of the chart")
 
-    say(f"starting the real worker (`agent-worker start`) with the environment the operator wrote into "
-        f"ConfigMap {NAMESPACE}/{cluster.name}-worker-config")
-    worker = start_worker(bed, cluster.worker_config(), log_dir)
-    stack.callback(worker.stop)
-    targets = PodTargets(bed.plane, bed.prometheus, NAMESPACE,
-                         f"app.kubernetes.io/instance={cluster.name},app.kubernetes.io/component=worker",
-                         worker.metrics_target)
-    targets.start()
-    stack.callback(targets.stop)
-    say(f"worker registered; Prometheus scrapes it at {worker.metrics_target} as pod {targets.worker_pod}")
-
-    turns = await ask(bed.livekit, worker, QUESTIONS[:args.questions])
+    turns = await ask(bed.livekit, [pod.metrics_url], QUESTIONS[:args.questions])
     write_turns(turns, args.out)
     found = problems(turns)
 
-    scale = await show_scaling(cluster, bed.livekit, args.rooms, windows)
+    scale = await show_scaling(cluster, bed.prometheus, bed.livekit, args.rooms, windows)
     if not scale.scaled_up:
         found.append(f"no scale-up decision: the operator saw at most {scale.peak_rooms} active rooms "
-                     f"(target {windows.target_rooms} per worker) with {args.rooms} callers")
+                     f"(target {windows.target_rooms} per worker pod) with {args.rooms} callers")
+    elif scale.peak_pods < scale.peak_desired:
+        say(f"note: {scale.peak_pods} of {scale.peak_desired} worker pods got Ready in time (not required for success)")
     elif not scale.scaled_down:
         say("note: the scale-down was not seen in time (not required for success)")
     return found
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             found = asyncio.run(run_in(stack, args, workdir))
         except KeyboardInterrupt:
+            # The interrupt may have landed in one of the caller's tasks, which asyncio would then
+            # report as "never retrieved" while everything stops.
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             fail("interrupted: stopping everything it started")
             return 130
         except Exception as error:

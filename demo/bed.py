@@ -1,4 +1,6 @@
-"""Starts the test bed's programs for the demo, concurrently, and stops them all on exit."""
+"""Starts the test bed's programs for the demo, concurrently where they can be, and stops them all
+on exit: livekit-server, Ollama and the speech server beside the control plane, then the real node
+(containerd, kubelet, kube-proxy, with the images of `make images`) and Prometheus."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from pathlib import Path
 
 from tests.integration.harness import services
 from tests.integration.harness.control_plane import ControlPlane, start_control_plane
+from tests.integration.harness.node import Node, start_node
 from tests.integration.harness.worker import derive_model
 
+from . import monitoring
+from .cluster import NAMESPACE, OPERATOR_NAMESPACE
 from .monitoring import Prometheus
 from .shell import say
 
@@ -22,6 +27,7 @@ class Bed:
     speech: services.SpeechServer
     prometheus: Prometheus
     plane: ControlPlane
+    node: Node
     models: Future[tuple[str, str]]  # (main, fast) Ollama models derived from the test bed's
 
     @property
@@ -48,8 +54,8 @@ def derived_models(model: services.ModelServer) -> tuple[str, str]:
 
 
 def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
-    """livekit-server, Ollama, the speech server, Prometheus and the control plane, in parallel;
-    each is registered on `stack` to be stopped as soon as it has started."""
+    """The servers and the control plane in parallel, then the node and Prometheus; each is
+    registered on `stack` to be stopped as soon as it has started."""
 
     def started(what: str, server, stop):
         stack.callback(stop)
@@ -57,18 +63,23 @@ def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
         return server
 
     # The harness asks the kernel to stop each program when the *thread* that started it exits
-    # (PR_SET_PDEATHSIG), so the pool's threads must live until everything has been stopped.
+    # (PR_SET_PDEATHSIG), so the pool's threads must live until everything has been stopped. The
+    # node is started on this thread: it stops its containers itself if interrupted half-way.
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="starter")
     stack.callback(pool.shutdown)
-    prometheus = Prometheus(workdir, log_dir)
-    stack.callback(prometheus.process.stop)
     futures = {
         "control plane": pool.submit(start_control_plane, workdir / "control-plane", log_dir),
         "livekit-server": pool.submit(services.start_livekit, workdir, log_dir),
         "Ollama": pool.submit(services.start_ollama, workdir, log_dir),
         "speech server": pool.submit(services.start_speech_server, log_dir),
     }
-    prometheus.wait_ready()
+    plane = futures.pop("control plane").result()
+    started("control plane", plane, plane.stop)
+    node = start_node(plane, workdir / "node", log_dir)
+    started(f"node {node.name} ({node.ip}; containerd, kubelet, kube-proxy; images {', '.join(node.images)})",
+            node, node.stop)
+    prometheus = Prometheus(monitoring.config(plane, NAMESPACE, OPERATOR_NAMESPACE), workdir, log_dir)
+    started("Prometheus", prometheus, prometheus.stop)
     results, errors = {}, []
     for what, future in futures.items():
         try:
@@ -76,13 +87,12 @@ def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
         except Exception as error:
             errors.append(error)
             continue
-        stop = server.stop if isinstance(server, ControlPlane) else server.process.stop
-        results[what] = started(what, server, stop)
+        results[what] = started(what, server, server.process.stop)
     if errors:
         raise errors[0]
     models = pool.submit(derived_models, results["Ollama"])  # while the cluster comes up
     say(f"livekit-server {results['livekit-server'].url}, Ollama {results['Ollama'].base_url} "
         f"({results['Ollama'].model}), speech {results['speech server'].base_url}, Prometheus {prometheus.url}, "
-        f"kube-apiserver {results['control plane'].server}")
-    return Bed(results["livekit-server"], results["Ollama"], results["speech server"], prometheus,
-               results["control plane"], models)
+        f"kube-apiserver {plane.server}; pods reach them at {node.ip}")
+    return Bed(results["livekit-server"], results["Ollama"], results["speech server"], prometheus, plane, node,
+               models)

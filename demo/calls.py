@@ -1,5 +1,5 @@
-"""The voice half: the real `agent-worker start` process configured as the operator configures its
-pods, a scripted caller asking spoken questions through livekit-server, and the per-turn figures."""
+"""The voice half: a scripted caller asking spoken questions through livekit-server, answered by a
+worker pod on the real node, and the per-turn figures from that pod's /metrics."""
 
 from __future__ import annotations
 
@@ -7,17 +7,13 @@ import asyncio
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Sequence
 
-from tests.integration.harness import processes
 from tests.integration.harness.caller import HeardTurn, call
 from tests.integration.harness.services import LiveKit
-from tests.integration.harness.worker import Worker, launch_worker
 
-from .bed import Bed
 from .shell import say
-from .turns import Snapshot, Turn, heard, per_turn, snapshot
+from .turns import Snapshot, Turn, combined, heard, per_turn, snapshot
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -26,28 +22,12 @@ QUESTIONS = (
 )
 
 
-def start_worker(bed: Bed, config: Mapping[str, str], log_dir: Path) -> Worker:
-    """`agent-worker start --dev` with the VoiceAgent's ConfigMap over the test bed's environment.
-
-    `--dev` is livekit's development mode: no idle job processes kept warm and no CPU-load limit
-    on the jobs taken. Here the worker shares two cores with the model, the cluster and the
-    callers; in production it stops taking jobs at 70 % CPU, and the operator adds workers."""
-    def start(name: str, argv: list[str], env: dict[str, str]) -> processes.Process:
-        return processes.start(name, [*argv, "--dev"], log_dir, env=env)
-
-    overrides = {key: value for key, value in config.items() if key not in ("AGENT_METRICS_PORT", "AGENT_HEALTH_PORT")}
-    # The worker's capacity is the operator's business here (rooms per worker). livekit judges it by
-    # CPU, read from the cgroup, which on this machine is the whole machine's, other programs'
-    # included; NUM_CPUS (livekit's setting for misreported quotas) and no threshold keep it open.
-    overrides.update(AGENT_LOAD_THRESHOLD="inf", NUM_CPUS="64")
-    return launch_worker(start, bed.livekit, bed.model, bed.speech, timeout=120.0, **overrides)
-
-
 class Sampler:
-    """Scrapes the worker's /metrics every `interval` seconds, stamped with time.monotonic()."""
+    """Scrapes the worker pods' /metrics every `interval` seconds, summed over the pods and stamped
+    with time.monotonic(). A pod that does not answer one scrape is left out of it."""
 
-    def __init__(self, worker: Worker, interval: float = 0.5) -> None:
-        self._worker, self._interval = worker, interval
+    def __init__(self, metrics_urls: Sequence[str], interval: float = 0.5) -> None:
+        self._urls, self._interval = list(metrics_urls), interval
         self.samples: list[tuple[float, Snapshot]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
@@ -59,28 +39,35 @@ class Sampler:
 
     def take(self) -> None:
         taken = time.monotonic()
-        with urllib.request.urlopen(self._worker.metrics_url, timeout=5) as response:
-            self.samples.append((taken, snapshot(response.read().decode())))
+        scrapes = []
+        for url in self._urls:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    scrapes.append(snapshot(response.read().decode()))
+            except OSError:
+                pass
+        if scrapes:
+            self.samples.append((taken, combined(scrapes)))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.take()
-            except OSError:
-                pass
+            self.take()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
 
 
-async def ask(livekit: LiveKit, worker: Worker, questions=QUESTIONS, room: str = "demo-call") -> list[Turn]:
-    """One caller asks `questions` in one room; returns each turn as heard and as measured."""
+async def ask(livekit: LiveKit, metrics_urls: Sequence[str], questions=QUESTIONS, room: str = "demo-call") -> list[Turn]:
+    """One caller asks `questions` in one room; returns each turn as heard and as the worker pods
+    at `metrics_urls` measured it."""
     say(f"caller joins room {room!r} and asks {len(questions)} spoken questions")
-    with Sampler(worker) as sampler:
+    with Sampler(metrics_urls) as sampler:
+        if not sampler.samples:
+            raise RuntimeError(f"no worker pod answered at {', '.join(metrics_urls)}")
         heard_turns: list[HeardTurn] = await call(livekit.url, livekit.api_key, livekit.api_secret, room,
-                                                  list(questions), turn_timeout=60.0, join_timeout=60.0)
+                                                  list(questions), turn_timeout=60.0, join_timeout=90.0)
         await asyncio.sleep(2.0)  # the last turn's usage events arrive after its audio
-        sampler.take()
+        await asyncio.to_thread(sampler.take)
     stages = per_turn(sampler.samples, [turn.speech_end for turn in heard_turns])
     return [heard(turn, stage) for turn, stage in zip(heard_turns, stages)]

@@ -2,9 +2,9 @@
 Prometheus metrics), and the table the demo prints. Pure functions, tested in tests/demo/.
 
 The worker's metrics are cumulative (histogram sums and counts, token and cost counters). The
-demo samples them while the caller talks; the turns are sequential, so the difference between
-the sample taken when the caller stopped asking question N and the one taken when it stopped
-asking question N+1 is turn N's share. A stage's figure is that share's mean (sum / count).
+demo samples them, summed over the worker pods, while the caller talks; the turns are sequential,
+so the difference between the sample taken when the caller stopped asking question N and the one
+taken when it stopped asking question N+1 is turn N's share. A stage's figure is that share's mean (sum / count).
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def snapshot(exposition: str) -> Snapshot:
             elif sample.name == COST_COUNTER:
                 values["cost"] += sample.value
     return values
+
+
+def combined(snapshots: Iterable[Snapshot]) -> Snapshot:
+    """The figures of several worker pods' scrapes taken together (each is cumulative, so they add)."""
+    total: Snapshot = {"tokens": 0.0, "cost": 0.0}
+    for values in snapshots:
+        for key, value in values.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
-from demo.turns import Stages, Turn, heard, per_turn, problems, snapshot, table
+from demo.turns import Stages, Turn, combined, heard, per_turn, problems, snapshot, table
 
 EXPOSITION = """\
 # TYPE agent_worker_end_of_utterance_delay_seconds histogram
@@ -46,6 +46,16 @@ def test_a_scrape_gives_cumulative_stage_sums_and_counts_tokens_and_cost():
     assert values["tokens"] == 152
     assert abs(values["cost"] - 0.00031) < 1e-12
     assert "tts.count" not in values  # nothing measured yet
+
+
+def test_the_scrapes_of_several_worker_pods_add_up():
+    one, other = snapshot(EXPOSITION), {"eou.sum": 0.3, "eou.count": 1.0, "tokens": 8.0, "cost": 0.0}
+
+    total = combined([one, other])
+
+    assert (total["eou.sum"], total["eou.count"], total["tokens"]) == (1.5, 3.0, 160.0)
+    assert total["llm_main.count"] == 3 and abs(total["cost"] - 0.00031) < 1e-12
+    assert combined([]) == ZERO
 
 
 def test_each_turn_gets_the_metrics_recorded_between_its_end_of_speech_and_the_next_one():

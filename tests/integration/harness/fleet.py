@@ -5,12 +5,14 @@ pods through the apiserver, and every container's log kept for the test to read.
   install_chart(...)     `helm install` of charts/agent-worker onto the real node, watching one namespace
   node_spec(...)         a VoiceAgent spec whose workers run on the real node against the test bed
   pod_scrape_config(...) Prometheus `kubernetes_sd` for a namespace's annotated pods
+  operator_scrape_config(...)  the same for the chart's operator pods, at their `metrics` port
   PodLogs                follows every container's log in a namespace into files
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,11 @@ from .worker import STT_MODEL
 OPERATOR_IMAGE = "ghcr.io/agent-worker/voiceagent-operator"
 
 
-def install_chart(plane: ControlPlane, workdir: Path, release: str, namespace: str, watched: str) -> None:
+def install_chart(plane: ControlPlane, workdir: Path, release: str, namespace: str,
+                  watched: str) -> subprocess.CompletedProcess:
     """`helm install RELEASE charts/agent-worker` into `namespace` (restricted Pod Security), its
-    operator on the real node watching only `watched`; returns once the operator pod is Ready."""
+    operator on the real node watching only `watched`; returns helm's run (its argv and output)
+    once the operator pod is Ready."""
     with plane.api_client() as api:
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace, "labels": RESTRICTED}})
     placement = real_node.placement()
@@ -42,8 +46,8 @@ def install_chart(plane: ControlPlane, workdir: Path, release: str, namespace: s
         "--set-json", f'operator.nodeSelector={json.dumps(placement["nodeSelector"])}',
         "--set-json", f'operator.tolerations={json.dumps(placement["tolerations"])}',
     ]
-    helm(plane, workdir, "install", release, str(CHART), "--namespace", namespace, *values,
-         "--wait", "--timeout=180s")
+    return helm(plane, workdir, "install", release, str(CHART), "--namespace", namespace, *values,
+                "--wait", "--timeout=180s")
 
 
 def node_spec(livekit: LiveKit, model_server: ModelServer, speech_server: SpeechServer, *,
@@ -70,22 +74,48 @@ def pod_scrape_config(plane: ControlPlane, namespace: str) -> dict[str, Any]:
     """What a cluster's Prometheus does with the `prometheus.io/*` pod annotations the operator sets:
     discover `namespace`'s pods through the apiserver, scrape the annotated port on the pod IP, and
     label each series with its namespace and pod."""
-    cert, key = plane.admin_certificate()
-    tls = {"ca_file": str(plane.ca), "cert_file": str(cert), "key_file": str(key)}
     meta = "__meta_kubernetes_pod_"
     return {
         "job_name": "agent-worker",
-        "kubernetes_sd_configs": [{"role": "pod", "api_server": plane.server, "tls_config": tls,
-                                   "namespaces": {"names": [namespace]}}],
+        "kubernetes_sd_configs": [_pod_discovery(plane, namespace)],
         "relabel_configs": [
             {"source_labels": [f"{meta}annotation_prometheus_io_scrape"], "regex": "true", "action": "keep"},
             {"source_labels": [f"{meta}phase"], "regex": "Running", "action": "keep"},
             {"source_labels": [f"{meta}ip", f"{meta}annotation_prometheus_io_port"], "separator": ":",
              "target_label": "__address__"},
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": [f"{meta}name"], "target_label": "pod"},
+            *_namespace_and_pod(),
         ],
     }
+
+
+def operator_scrape_config(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    """The chart's operator pods in `namespace`, scraped at their pod IP's `metrics` port, as the
+    chart's ServiceMonitor (serviceMonitor.enabled) has a cluster's Prometheus do it; labelled with
+    namespace and pod."""
+    meta = "__meta_kubernetes_pod_"
+    return {
+        "job_name": "voiceagent-operator",
+        "kubernetes_sd_configs": [_pod_discovery(plane, namespace)],
+        "relabel_configs": [
+            {"source_labels": [f"{meta}label_app_kubernetes_io_component"], "regex": "operator", "action": "keep"},
+            {"source_labels": [f"{meta}container_port_name"], "regex": "metrics", "action": "keep"},
+            {"source_labels": [f"{meta}phase"], "regex": "Running", "action": "keep"},
+            *_namespace_and_pod(),
+        ],
+    }
+
+
+def _namespace_and_pod() -> list[dict[str, Any]]:
+    """Relabelling that names each target's namespace and pod, as the operator's query reads them."""
+    return [{"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"}]
+
+
+def _pod_discovery(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    """kubernetes_sd of `namespace`'s pods, through the apiserver as cluster admin."""
+    cert, key = plane.admin_certificate()
+    tls = {"ca_file": str(plane.ca), "cert_file": str(cert), "key_file": str(key)}
+    return {"role": "pod", "api_server": plane.server, "tls_config": tls, "namespaces": {"names": [namespace]}}
 
 
 class PodLogs:
