@@ -5,6 +5,7 @@ on exit: livekit-server, Ollama and the speech server beside the control plane, 
 from __future__ import annotations
 
 import contextlib
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,17 @@ def derived_models(model: services.ModelServer) -> tuple[str, str]:
     return answer, filler
 
 
+def remove_node_files(directory: Path) -> None:
+    """The stopped node's containerd and kubelet state (about 1 GB: the unpacked images); the
+    logs stay. Left alone if anything is still mounted under it."""
+    mounted = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+               if line.split()[1].startswith(f"{directory}/")]
+    if mounted:
+        say(f"left {directory} in place: {mounted[0]} is still mounted")
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
     """The servers and the control plane in parallel, then the node and Prometheus; each is
     registered on `stack` to be stopped as soon as it has started."""
@@ -75,6 +87,7 @@ def start_bed(stack: contextlib.ExitStack, workdir: Path, log_dir: Path) -> Bed:
     }
     plane = futures.pop("control plane").result()
     started("control plane", plane, plane.stop)
+    stack.callback(remove_node_files, workdir / "node")  # once the node has stopped
     node = start_node(plane, workdir / "node", log_dir)
     started(f"node {node.name} ({node.ip}; containerd, kubelet, kube-proxy; images {', '.join(node.images)})",
             node, node.stop)
