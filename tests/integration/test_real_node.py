@@ -12,27 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.stream import stream
 
 from .harness import network
-from .harness.caller import HeardTurn, joined
-from .harness.control_plane import ControlPlane
-from .harness.fleet import OPERATOR_IMAGE, PodLogs, install_chart, node_spec, pod_scrape_config, wait_for_pods
-from .harness.node import Node
-from .harness.operator import helm
+from .harness.caller import HeardTurn
+from .harness.fleet import OPERATOR_IMAGE, Fleet, in_thread, node_spec, pod_scrape_config, running_fleet, wait_for_pods
 from .harness.processes import wait_until
-from .harness.voiceagents import WORKER_SELECTOR, Agents
+from .harness.voiceagents import WORKER_SELECTOR
 from .harness.worker import slower_model, voice_model
-from .test_worker_room import eventually, promql, scalar
+from .test_worker_room import eventually, promql
 
 pytestmark = pytest.mark.testbed
 
@@ -53,49 +47,11 @@ QUESTIONS = [
 ERROR_LEVELS = {"ERROR", "CRITICAL"}
 
 
-@dataclass
-class Fleet:
-    plane: ControlPlane
-    node: Node
-    agents: Agents
-    logs: PodLogs
-    operator_logs: PodLogs
-    livekit: object
-    prometheus: object = None
-    workdir: Path = Path()
-    turns: list[HeardTurn] = field(default_factory=list)
-
-    def call(self, room: str):
-        return joined(self.livekit.url, self.livekit.api_key, self.livekit.api_secret, room, join_timeout=60.0)
-
-
 @pytest.fixture(scope="module")
-def fleet(control_plane, node, livekit_server, model_server, speech_server, testbed_workdir) -> Iterator[Fleet]:
-    workdir = testbed_workdir / "fleet"
-    workdir.mkdir(exist_ok=True)
-    api = control_plane.api_client()
-    core = k8s.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": AGENTS_NAMESPACE}})
-    core.create_namespaced_secret(AGENTS_NAMESPACE, {"metadata": {"name": "livekit"}, "stringData": {
-        "LIVEKIT_API_KEY": livekit_server.api_key, "LIVEKIT_API_SECRET": livekit_server.api_secret}})
-    logs = PodLogs(api, AGENTS_NAMESPACE, workdir / "pod-logs")
-    operator_logs = PodLogs(api, CHART_NAMESPACE, workdir / "operator-logs")
-    install_chart(control_plane, workdir, RELEASE, CHART_NAMESPACE, watched=AGENTS_NAMESPACE)
-    fleet = Fleet(control_plane, node, Agents(api, AGENTS_NAMESPACE), logs, operator_logs, livekit_server,
-                  workdir=workdir)
-    try:
+def fleet(control_plane, node, livekit_server, testbed_workdir) -> Iterator[Fleet]:
+    with running_fleet(control_plane, node, livekit_server, testbed_workdir / "fleet", release=RELEASE,
+                       chart_namespace=CHART_NAMESPACE, agents_namespace=AGENTS_NAMESPACE) as fleet:
         yield fleet
-    finally:
-        custom = k8s.CustomObjectsApi(api)
-        for agent in custom.list_namespaced_custom_object("agentworker.io", "v1alpha1", AGENTS_NAMESPACE, "voiceagents")["items"]:
-            fleet.agents.delete(agent["metadata"]["name"])
-        wait_until(lambda: not core.list_namespaced_pod(AGENTS_NAMESPACE).items, "the fleet's workers to go", timeout=120)
-        helm(control_plane, workdir, "uninstall", RELEASE, "--namespace", CHART_NAMESPACE, "--wait")
-        logs.close()
-        operator_logs.close()
-        core.delete_namespace(AGENTS_NAMESPACE)
-        core.delete_namespace(CHART_NAMESPACE)
-        api.close()
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +61,9 @@ def main_model(model_server) -> str:
 
 @pytest.fixture(scope="module")
 def main_model_url(model_server) -> Iterator[str]:
-    """The slower main model, as pods reach it, for the whole module: the proxy runs on an event
-    loop of its own in a thread, since each test has its own loop."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="slower-model", daemon=True)
-    thread.start()
-    proxy = slower_model(model_server.base_url, MAIN_MODEL_DELAY, host=network.NODE_IP)
-    url = asyncio.run_coroutine_threadsafe(proxy.__aenter__(), loop).result(30)
-    try:
+    """The slower main model, as pods reach it, for the whole module (each test has its own loop)."""
+    with in_thread(slower_model(model_server.base_url, MAIN_MODEL_DELAY, host=network.NODE_IP)) as url:
         yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(proxy.__aexit__(None, None, None), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def ready(pod: k8s.V1Pod) -> bool:
@@ -200,7 +146,6 @@ async def test_a_voiceagent_on_the_node_answers_over_webrtc_is_scraped_and_scale
     assert first.spec.containers[0].image == f"{WORKER_IMAGE}:0.1.0"
     prometheus = await asyncio.to_thread(start_prometheus, "fleet", [],
                                          scrape_configs=[pod_scrape_config(fleet.plane, AGENTS_NAMESPACE)])
-    fleet.prometheus = prometheus
     assert await eventually(prometheus, 'sum(up{job="agent-worker"})', 1.0, timeout=30) == 1.0
 
     async with fleet.call(f"call-{uuid.uuid4().hex[:6]}") as caller, \

@@ -2,6 +2,9 @@
 operator image, VoiceAgents whose worker pods run the worker image, Prometheus discovering those
 pods through the apiserver, and every container's log kept for the test to read.
 
+  running_fleet(...)     context manager: the chart installed onto the real node watching a namespace
+                         that holds the livekit Secret, every container's log followed -> Fleet
+  in_thread(...)         an async context manager (e.g. slower_model) kept open across tests
   install_chart(...)     `helm install` of charts/agent-worker onto the real node, watching one namespace
   node_spec(...)         a VoiceAgent spec whose workers run on the real node against the test bed
   pod_scrape_config(...) Prometheus `kubernetes_sd` for a namespace's annotated pods
@@ -11,9 +14,13 @@ pods through the apiserver, and every container's log kept for the test to read.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +28,83 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from . import node as real_node
+from .caller import Conversation, joined
 from .control_plane import ControlPlane
 from .operator import CHART, RESTRICTED, helm
 from .processes import wait_until
 from .services import LiveKit, ModelServer, SpeechServer
-from .voiceagents import local_spec
+from .voiceagents import GROUP, PLURAL, VERSION, Agents, local_spec
 from .worker import STT_MODEL
 
 OPERATOR_IMAGE = "ghcr.io/agent-worker/voiceagent-operator"
+
+
+@dataclass
+class Fleet:
+    """The chart's operator on the real node (release `release` in `chart_namespace`) and the
+    VoiceAgents of `agents.namespace`, with every container's log (`logs`, `operator_logs`)."""
+
+    plane: ControlPlane
+    node: real_node.Node
+    release: str
+    chart_namespace: str
+    agents: Agents
+    logs: "PodLogs"
+    operator_logs: "PodLogs"
+    livekit: LiveKit
+    workdir: Path
+
+    def call(self, room: str) -> contextlib.AbstractAsyncContextManager[Conversation]:
+        return joined(self.livekit.url, self.livekit.api_key, self.livekit.api_secret, room, join_timeout=60.0)
+
+
+@contextlib.contextmanager
+def running_fleet(plane: ControlPlane, node: real_node.Node, livekit: LiveKit, workdir: Path, *,
+                  release: str = "fleet", chart_namespace: str = "fleet", agents_namespace: str = "voice") -> Iterator[Fleet]:
+    """Creates `agents_namespace` with the Secret "livekit" (the test bed's keys), helm-installs the
+    chart watching it, and on exit deletes every VoiceAgent (while the operator still runs), waits
+    for their pods to go, uninstalls the chart and deletes both namespaces."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    api = plane.api_client()
+    core = k8s.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": agents_namespace}})
+    core.create_namespaced_secret(agents_namespace, {"metadata": {"name": "livekit"}, "stringData": {
+        "LIVEKIT_API_KEY": livekit.api_key, "LIVEKIT_API_SECRET": livekit.api_secret}})
+    fleet = Fleet(plane, node, release, chart_namespace, Agents(api, agents_namespace),
+                  PodLogs(api, agents_namespace, workdir / "pod-logs"),
+                  PodLogs(api, chart_namespace, workdir / "operator-logs"), livekit, workdir)
+    try:
+        install_chart(plane, workdir, release, chart_namespace, watched=agents_namespace)
+        yield fleet
+    finally:
+        custom = k8s.CustomObjectsApi(api)
+        for agent in custom.list_namespaced_custom_object(GROUP, VERSION, agents_namespace, PLURAL)["items"]:
+            fleet.agents.delete(agent["metadata"]["name"])
+        wait_until(lambda: not core.list_namespaced_pod(agents_namespace).items, "the fleet's workers to go", timeout=180)
+        helm(plane, workdir, "uninstall", release, "--namespace", chart_namespace, "--wait")
+        fleet.logs.close()
+        fleet.operator_logs.close()
+        core.delete_namespace(agents_namespace)
+        core.delete_namespace(chart_namespace)
+        api.close()
+
+
+@contextlib.contextmanager
+def in_thread(context: contextlib.AbstractAsyncContextManager[str]) -> Iterator[str]:
+    """Enters an async context manager on an event loop of its own, in a thread, so what it serves
+    (a proxy, say) outlives each test's own loop; exits it at the end."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="in-thread", daemon=True)
+    thread.start()
+    try:
+        value = asyncio.run_coroutine_threadsafe(context.__aenter__(), loop).result(60)
+        try:
+            yield value
+        finally:
+            asyncio.run_coroutine_threadsafe(context.__aexit__(None, None, None), loop).result(60)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
 
 
 def install_chart(plane: ControlPlane, workdir: Path, release: str, namespace: str,
@@ -63,8 +139,11 @@ def node_spec(livekit: LiveKit, model_server: ModelServer, speech_server: Speech
         stt={"provider": "openai", "model": STT_MODEL, "baseUrl": speech_server.pod_base_url},
         tts={"provider": "openai", "model": "tts-1", "baseUrl": speech_server.pod_base_url},
         nodeSelector=placement["nodeSelector"], tolerations=placement["tolerations"],
-        # Small requests: the node is this machine (2 cores) and runs the callers' side too.
-        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "3Gi"}},
+        # The node is this machine (2 cores), and its pods share them with the test bed's own
+        # programs (Ollama, livekit-server, the callers), each of which weighs as much as a 1-CPU
+        # request (a request is a pod's cpu.shares): 700m keeps a worker nearly level with them,
+        # and two workers (a scale-up, a rollout's surge) and the operator within the node's 2 CPUs.
+        resources={"requests": {"cpu": "700m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}},
     )
     spec.update(changes)
     return spec

@@ -31,6 +31,7 @@ LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
 NODE_BRIDGE = "cni0"
 POD_SUBNET = ipaddress.ip_network("10.88.0.0/24")
 NODE_IP = "10.88.0.1"
+NODE_BRIDGE_MAC = "02:0a:58:00:00:01"
 
 
 def addresses() -> dict[str, list[str]]:
@@ -78,7 +79,10 @@ def isolate_to_loopback() -> None:
         ["ip", "link", "set", WEBRTC_INTERFACE, "up"],
         ["ip", "link", "set", WEBRTC_PEER, "up"],
         # The real node's pod network; the CNI bridge plugin attaches each pod's veth to it.
-        ["ip", "link", "add", NODE_BRIDGE, "type", "bridge"],
+        # A bridge without an address of its own takes the lowest of its ports' and changes it as
+        # pods come and go, leaving the pods' ARP entries for the node pointing at a MAC that is
+        # gone until they expire: a fixed, locally administered one.
+        ["ip", "link", "add", NODE_BRIDGE, "address", NODE_BRIDGE_MAC, "type", "bridge"],
         ["ip", "addr", "add", f"{NODE_IP}/{POD_SUBNET.prefixlen}", "dev", NODE_BRIDGE],
         ["ip", "link", "set", NODE_BRIDGE, "up"],
     ):

@@ -53,21 +53,26 @@ class LiveKit:
 
 
 def start_livekit(workdir: Path, log_dir: Path) -> LiveKit:
-    """livekit-server in dev mode, bound to 127.0.0.1 (and the node address), ICE on those only,
-    no STUN/external IP."""
+    """livekit-server in dev mode, bound to 127.0.0.1 (and the node address), no STUN/external IP.
+
+    ICE uses one address: the node's where pods run (loopback programs reach it too), else
+    127.0.0.1. Not both: livekit advertises every UDP socket of its one shared port as node_ip and
+    keeps one candidate per address, from whichever socket came first; when that was the
+    127.0.0.1 socket, its checks to a pod never left the host and no pod could connect."""
     port, rtc_tcp, rtc_udp = free_port(), free_port(), free_port()
     hosts = _hosts()
+    ice_host = hosts[-1]
     config = {
         "port": port,
         "bind_addresses": hosts,
         "rtc": {
             "tcp_port": rtc_tcp,
             "udp_port": rtc_udp,
-            "node_ip": hosts[-1],
+            "node_ip": ice_host,
             "use_external_ip": False,
             "stun_servers": [],
-            "enable_loopback_candidate": True,
-            "ips": {"includes": [f"{host}/32" for host in hosts]},
+            "enable_loopback_candidate": ice_host == LOOPBACK,
+            "ips": {"includes": [f"{ice_host}/32"]},
         },
         "turn": {"enabled": False},
         "keys": {LIVEKIT_API_KEY: LIVEKIT_API_SECRET},
