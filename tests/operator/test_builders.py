@@ -97,8 +97,10 @@ def test_the_worker_deployment_runs_restricted_with_probes_ports_and_grace(owner
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9100, "health": 8081}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/", "port": "health"}
+    # Ready only once registered with livekit-server, and no longer while draining.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert container["envFrom"] == [{"configMapRef": {"name": "support-worker-config"}}]
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "voiceagent-operator"

@@ -122,3 +122,33 @@ def test_active_sessions_read_zero_once_every_job_process_has_exited(tmp_path):
 
     assert scraped(tmp_path, "agent_worker_active_sessions") == 0  # present, not missing
     assert scraped(tmp_path, "agent_worker_sessions_total") == 1
+
+
+def test_ready_answers_503_until_the_tracked_check_says_the_worker_can_take_calls(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from agent_worker.exporter import READINESS, serve_metrics
+
+    state = {"registered": False, "draining": False}
+    READINESS.track(lambda: state["registered"] and not state["draining"])
+    server = serve_metrics(0, host="127.0.0.1", path=tmp_path)
+    url = f"http://127.0.0.1:{server.server_port}"
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        assert status("/ready") == 503
+        state["registered"] = True
+        assert status("/ready") == 200
+        state["draining"] = True
+        assert status("/ready") == 503
+        assert status("/metrics") == 200
+    finally:
+        server.shutdown()
+        READINESS.track(lambda: False)

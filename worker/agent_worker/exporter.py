@@ -18,9 +18,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .metric_names import ACTIVE_SESSIONS, CATALOGUE
 
@@ -85,11 +88,51 @@ class LiveMultiProcessCollector:
             yield GaugeMetricFamily(ACTIVE_SESSIONS, _ACTIVE_SESSIONS_HELP, value=0)
 
 
+class Readiness:
+    """Whether this worker can take a call now: registered with livekit-server and not draining.
+
+    Kubernetes asks it through the readiness probe (GET /ready on the metrics port): livekit's own
+    health endpoint answers 200 before the worker has registered, so a rollout would stop an old pod
+    for a new one that livekit-server cannot yet dispatch a room to, and a caller would wait.
+    """
+
+    def __init__(self) -> None:
+        self._check: Callable[[], bool] | None = None
+
+    def track(self, check: Callable[[], bool]) -> None:
+        self._check = check
+
+    def __call__(self) -> bool:
+        return bool(self._check and self._check())
+
+
+READINESS = Readiness()
+
+
 def serve_metrics(port: int, *, host: str = "0.0.0.0", path: Path | None = None) -> Any:
-    """Start the /metrics HTTP server in a background thread; returns the server."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    """Start the HTTP server for /metrics and /ready in a background thread; returns the server."""
+    from prometheus_client import CollectorRegistry, make_wsgi_app
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LiveMultiProcessCollector(path or prepare_multiproc_dir()))  # type: ignore[arg-type]
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO") != "/ready":
+            return metrics(environ, start_response)
+        ready = READINESS()
+        start_response("200 OK" if ready else "503 Service Unavailable", [("Content-Type", "text/plain")])
+        return [b"ready\n" if ready else b"not registered with livekit-server, or draining\n"]
+
+    server = make_server(host, port, app, _ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        """Scrapes and probes are not worth a log line each."""

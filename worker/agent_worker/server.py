@@ -7,6 +7,7 @@ object its CLI looks for. Configuration errors are caught earlier by `agent-work
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, inference
@@ -14,6 +15,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
 from .config import JOB_SHUTDOWN_TIMEOUT, Settings, load_settings
+from .exporter import READINESS
 from .metrics import SessionRecorder
 from .preresponse import PreResponseOptions
 from .pricing import PriceTable
@@ -96,6 +98,7 @@ def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
 
 
 def create_server(settings: Settings) -> AgentServer:
+    """The AgentServer; /ready (exporter.READINESS) follows its registration and its drain."""
     load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
     agent_server = AgentServer(
         setup_fnc=prewarm,
@@ -105,6 +108,9 @@ def create_server(settings: Settings) -> AgentServer:
         shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT,
         **load,
     )
+    registered = threading.Event()
+    agent_server.on("worker_registered", lambda *_: registered.set())
+    READINESS.track(lambda: registered.is_set() and not agent_server.draining)
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

@@ -46,7 +46,9 @@ def worker_container(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         "env": [*secret_env(owner, spec), *(spec.env or [])],
         "resources": spec.resources or DEFAULT_RESOURCES,
         "startupProbe": _health_probe(period=5, failures=60),
-        "readinessProbe": _health_probe(period=10, failures=3),
+        # Ready = registered with livekit-server and not draining (the worker's /ready): livekit's
+        # health answers before registration, and a rollout would stop an old pod too soon.
+        "readinessProbe": {**_health_probe(period=2, failures=2), "httpGet": {"path": "/ready", "port": "metrics"}},
         "livenessProbe": _health_probe(period=20, failures=3),
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
         # A worker that exits on an error leaves its last log lines (e.g. a configuration error) in the pod's
