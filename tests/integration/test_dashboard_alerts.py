@@ -2,9 +2,11 @@
 panel query and every alerting or recording rule, evaluated by a real Prometheus, returns series
 (or, where a short run cannot have data, a shortened form named in SHORTENED does, with why).
 
-The traffic is a fixture (`traffic`) that leaves behind a Prometheus which has scraped the real
-worker and operator with the target labels a cluster would give them; a run on a real node swaps
-that fixture and keeps the checks.
+The traffic (fixture `traffic`) is the product as a cluster runs it, on the test bed's real node:
+the chart helm-installed with the operator image, VoiceAgents whose worker pods run the worker
+image, a caller over WebRTC, and Prometheus discovering the operator and worker pods through the
+apiserver with the jobs the Prometheus Operator makes of the chart's and the operator's
+ServiceMonitors.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import json
 import os
 import subprocess
 import time
-import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,26 +28,32 @@ import pytest
 import yaml
 from aiohttp import web
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
-from voiceagent_operator.builders.monitoring import service_monitor
-from voiceagent_operator.naming import Owner
-from voiceagent_operator.spec import parse_spec
-
-from .harness import promql
+from .harness import network, promql
 from .harness.caller import call
-from .harness.operator import CHART, RELEASE
-from .harness.processes import LOOPBACK, binary, free_port, wait_until
-from .harness.voiceagents import local_spec
-from .harness.worker import slower_model, voice_model, worker_process  # noqa: F401 (fixture)
+from .harness.control_plane import ControlPlane
+from .harness.fleet import Fleet, in_thread, node_spec, running_fleet, wait_for_pods
+from .harness.operator import CHART
+from .harness.processes import binary, free_port, wait_until
+from .harness.voiceagents import WORKER_SELECTOR
+from .harness.worker import REGISTERED, slower_model, voice_model
+from .test_operator_resilience import SERVICE_MONITOR_CRD
 
 pytestmark = pytest.mark.testbed
 
+# The chart's release and the VoiceAgents' namespace (test_real_node's fleet uses others).
+RELEASE, CHART_NAMESPACE, AGENTS_NAMESPACE = "dash", "dash", "dash-agents"
 QUESTIONS = ["What is the weather like in Paris today?", "How far away is the moon from the earth?"]
 # The main model behind this delay (the stand-in for a 70B beside an 8B, as in test_worker_room):
 # every answer starts more than AgentWorkerTurnLatencyHigh's 1.5 s after the caller stops.
 MAIN_MODEL_DELAY = 2.0
 VOICEAGENT = "voice"
-SCRAPE_INTERVAL_S = 1  # the chart scrapes every 30 s (operator) and 15 s (workers): too few samples in a short run
+# The chart scrapes every 30 s (operator) and 15 s (workers): too few samples in a short run. Not
+# 1 s: a scrape times out at the interval, and a worker pod on busy shared cores may take a second.
+SCRAPE_INTERVAL_S = 2
+# A worker pod starts in 30-90 s on two cores shared with other test runs.
+POD_START_TIMEOUT = 360
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,11 @@ SENSIBLE: list[tuple[str, str, Callable[[list[float]], bool]]] = [
 
 @dataclass(frozen=True)
 class ChartMonitoring:
-    """What the chart ships for monitoring, rendered by helm as a release installs it."""
+    """What the chart ships for monitoring, rendered by helm as the fleet's release installs it."""
 
     dashboard: dict[str, Any]
     rule_groups: list[dict[str, Any]]  # the PrometheusRule's spec.groups
     operator_monitor: dict[str, Any]  # the operator's ServiceMonitor
-    operator_service: dict[str, Any]  # the Service it selects
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class Traffic:
 def chart_monitoring(tmp_path) -> ChartMonitoring:
     env = {**os.environ, **{f"HELM_{kind}_HOME": str(tmp_path / "helm" / kind) for kind in ("CACHE", "CONFIG", "DATA")}}
     rendered = subprocess.run(
-        [binary("helm"), "template", RELEASE, str(CHART), "--namespace", "agent-worker",
+        [binary("helm"), "template", RELEASE, str(CHART), "--namespace", CHART_NAMESPACE,
          "--set", "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true"],
         env=env, capture_output=True, text=True, check=True, timeout=120).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
@@ -119,16 +125,13 @@ def chart_monitoring(tmp_path) -> ChartMonitoring:
         (found,) = [d for d in documents if d["kind"] == kind and name_part in d["metadata"]["name"]]
         return found
 
-    monitor = one("ServiceMonitor")
-    service = next(d for d in documents if d["kind"] == "Service"
-                   and d["spec"]["selector"] == monitor["spec"]["selector"]["matchLabels"])
     return ChartMonitoring(json.loads(one("ConfigMap", "dashboard")["data"]["agent-worker.json"]),
-                           one("PrometheusRule")["spec"]["groups"], monitor, service)
+                           one("PrometheusRule")["spec"]["groups"], one("ServiceMonitor"))
 
 
 @asynccontextmanager
-async def failing_every_other_request(base_url: str) -> AsyncIterator[str]:
-    """An OpenAI-compatible base URL before `base_url` that answers the 1st, 3rd, ... chat
+async def failing_every_other_request(base_url: str, host: str) -> AsyncIterator[str]:
+    """An OpenAI-compatible base URL on `host` before `base_url` that answers the 1st, 3rd, ... chat
     completion with 503, as an overloaded provider does. livekit retries a 5xx at once, so every
     turn is still answered and the worker counts one recoverable error per turn."""
     upstream = base_url.removesuffix("/v1")
@@ -154,82 +157,133 @@ async def failing_every_other_request(base_url: str) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
     runner = web.AppRunner(app)
-    port = free_port()
+    port = free_port(host)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as client:
         await runner.setup()
-        await web.TCPSite(runner, LOOPBACK, port).start()
+        await web.TCPSite(runner, host, port).start()
         try:
-            yield f"http://{LOOPBACK}:{port}/v1"
+            yield f"http://{host}:{port}/v1"
         finally:
             await runner.cleanup()
 
 
-def _as_dict(api: k8s.ApiClient, obj: Any) -> dict[str, Any]:
-    return api.sanitize_for_serialization(obj)
-
-
-def deploy_voiceagents(agents, operator, metrics_port: int) -> None:
-    """"voice", pinned at one worker (so at maxReplicas) whose metrics are on `metrics_port`, and
-    "misconfigured": admitted by the CRD, refused by the operator (InvalidSpec on every resync)."""
-    agents.create(VOICEAGENT, local_spec(
-        metricsPort=metrics_port,
-        scaling={"minReplicas": 1, "maxReplicas": 1, "targetActiveRoomsPerReplica": 1},
-        monitoring={"serviceMonitor": {"enabled": True}}))
-    agents.create("misconfigured", local_spec(pricing={"tts-1": {"perMillionCharacters": 15}}))
-    wait_until(lambda: len(agents.worker_pods(VOICEAGENT)) == 1, "one Ready worker pod", operator.process, timeout=60)
-    agents.wait_for_condition("misconfigured", "Degraded", "True", operator.process, reason="InvalidSpec")
-
-
-def cluster_scrape_configs(agents, operator, chart: ChartMonitoring, operator_namespace: str) -> list[dict[str, Any]]:
-    """The scrape jobs a Prometheus Operator would make of the worker's ServiceMonitor (as the
-    operator builds it for "voice", with its live Service and kwok pod) and of the chart's
-    operator ServiceMonitor (with the chart's Service and one of the chart's operator pods, the
-    operator from this checkout answering for it)."""
-    api, voice = agents.api, agents.get(VOICEAGENT)
-    worker_service = agents.core.read_namespaced_service(Owner.of(voice).worker, agents.namespace)
-    selector = ",".join(f"{k}={v}" for k, v in chart.operator_monitor["spec"]["selector"]["matchLabels"].items())
-    operator_pod = agents.core.list_namespaced_pod(operator_namespace, label_selector=selector).items[0]
-    return [
-        promql.scrape_config(service_monitor(Owner.of(voice), parse_spec(voice["spec"])),
-                             _as_dict(api, worker_service), _as_dict(api, agents.worker_pods(VOICEAGENT)[0])),
-        promql.scrape_config(chart.operator_monitor, chart.operator_service, _as_dict(api, operator_pod),
-                             address=urllib.parse.urlsplit(operator.command.metrics_url).netloc),
-    ]
+@asynccontextmanager
+async def slow_failing_main_model(base_url: str, host: str) -> AsyncIterator[str]:
+    """The main LLM as pods reach it at `host`: MAIN_MODEL_DELAY slower than `base_url`, and
+    failing every other request."""
+    async with slower_model(base_url, MAIN_MODEL_DELAY, host=host) as slow, \
+            failing_every_other_request(slow, host) as main:
+        yield main
 
 
 @pytest.fixture
-async def traffic(chart_monitoring, operator_chart, start_operator, agents, worker_process,  # noqa: F811
-                  livekit_server, model_server, start_prometheus, tmp_path) -> Traffic:
-    """The operator from this checkout reconciling VoiceAgent "voice" (one kwok pod), the real
-    worker standing in for that pod (it serves metrics on the pod's port, so the operator's pod
-    scrape reaches it), a caller asking QUESTIONS over WebRTC, and Prometheus scraping the worker
-    and the operator with the target labels a cluster gives them (job, namespace, service, pod,
-    container, endpoint, and honorLabels as the ServiceMonitors say: see promql.scrape_config),
-    evaluating the chart's rules. The main LLM is slow (MAIN_MODEL_DELAY) and fails every other
-    request; with "misconfigured" beside "voice", every alert's condition really occurs."""
-    operator = start_operator()
-    metrics_port = free_port()
-    deploy_voiceagents(agents, operator, metrics_port)
-    scrape_configs = cluster_scrape_configs(agents, operator, chart_monitoring, operator_chart.namespace)
+def service_monitor_api(kube_api) -> Iterator[None]:
+    """The ServiceMonitor API (a minimal CRD, as the Prometheus Operator installs it), so the
+    operator applies the worker fleet's ServiceMonitor; removed afterwards, and gone before the
+    next test (which may expect the API missing)."""
+    extensions = k8s.ApiextensionsV1Api(kube_api)
+    name = SERVICE_MONITOR_CRD["metadata"]["name"]
+    try:
+        extensions.create_custom_resource_definition(SERVICE_MONITOR_CRD)
+    except ApiException as error:
+        if error.status != 409:  # left by a run that was cut short
+            raise
+    wait_until(lambda: _established(extensions, name), f"CRD {name} established", timeout=30)
+    yield
+    try:
+        extensions.delete_custom_resource_definition(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    wait_until(lambda: not _exists(extensions.read_custom_resource_definition, name), f"CRD {name} gone", timeout=60)
+
+
+def _established(extensions: k8s.ApiextensionsV1Api, name: str) -> bool:
+    conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def _exists(read: Callable[[str], Any], name: str) -> bool:
+    try:
+        read(name)
+        return True
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+
+
+def deploy_voiceagents(fleet: Fleet, model_server, speech_server, model: str, main_url: str) -> dict[str, Any]:
+    """"voice", pinned at one worker pod on the node (so at maxReplicas) whose main LLM is
+    `main_url`, with a ServiceMonitor; and "misconfigured": admitted by the CRD, refused by the
+    operator (InvalidSpec on every resync). Returns the ServiceMonitor the operator applied."""
+    agents = fleet.agents
+    spec = node_spec(fleet.livekit, model_server, speech_server, model=model, main_base_url=main_url,
+                     # The filler's model straight from Ollama: only the main model is slow and failing.
+                     preResponse={"model": model, "baseUrl": model_server.pod_base_url},
+                     monitoring={"serviceMonitor": {"enabled": True}})
+    agents.create(VOICEAGENT, {**spec, "scaling": {"minReplicas": 1, "maxReplicas": 1, "targetActiveRoomsPerReplica": 1}})
+    agents.create("misconfigured", {**spec, "pricing": {"tts-1": {"perMillionCharacters": 15}}})
+    (pod,) = wait_for_pods(agents.api, AGENTS_NAMESPACE, WORKER_SELECTOR.format(name=VOICEAGENT), 1,
+                           "one Ready worker pod on the real node", POD_START_TIMEOUT)
+    # Ready is livekit-agents' health check, which passes before the worker has registered; a room
+    # created before that gets no job (livekit-server does not dispatch it to a later worker).
+    wait_until(lambda: REGISTERED in fleet.logs.text(pod.metadata.name, "agent-worker"),
+               f"worker pod {pod.metadata.name} to register with livekit-server", timeout=120)
+    agents.wait_for_condition(VOICEAGENT, "MonitoringReady", "True", timeout=60, reason="ServiceMonitorApplied")
+    agents.wait_for_condition("misconfigured", "Degraded", "True", timeout=60, reason="InvalidSpec")
+    return agents.custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", AGENTS_NAMESPACE,
+                                                      "servicemonitors", f"{VOICEAGENT}-worker")
+
+
+def apiserver(plane: ControlPlane) -> dict[str, Any]:
+    """How Prometheus' kubernetes_sd reaches the test bed's apiserver (as cluster admin)."""
+    cert, key = plane.admin_certificate()
+    return {"api_server": plane.server,
+            "tls_config": {"ca_file": str(plane.ca), "cert_file": str(cert), "key_file": str(key)}}
+
+
+def _wait_for_namespaces_gone(core: k8s.CoreV1Api) -> None:
+    """A rerun's fleet needs the names a previous attempt's fleet is still deleting."""
+    for name in (CHART_NAMESPACE, AGENTS_NAMESPACE):
+        wait_until(lambda: not _exists(core.read_namespace, name), f"namespace {name} left by a previous run to go",
+                   timeout=180)
+
+
+@pytest.fixture
+async def traffic(chart_monitoring, service_monitor_api, control_plane, node, livekit_server, model_server,
+                  speech_server, start_prometheus, kube_api, testbed_workdir, tmp_path) -> AsyncIterator[Traffic]:
+    """The chart's operator pod reconciling VoiceAgent "voice" (one worker pod on the real node)
+    and "misconfigured", a caller asking QUESTIONS over WebRTC, and Prometheus discovering the
+    operator's and the worker's pods through their Services' endpoints as the Prometheus Operator
+    would from the chart's and the operator's ServiceMonitors (job, namespace, service, pod,
+    container, endpoint; honorLabels as each says: see promql.scrape_config), evaluating the
+    chart's rules. The main LLM is slow (MAIN_MODEL_DELAY) and fails every other request; with
+    "misconfigured" beside "voice", every alert's condition really occurs. The fleet stays up
+    while the test queries."""
+    await asyncio.to_thread(_wait_for_namespaces_gone, k8s.CoreV1Api(kube_api))
+    model = await asyncio.to_thread(voice_model, model_server)
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": chart_monitoring.rule_groups}))
-
-    model = await asyncio.to_thread(voice_model, model_server)
-    async with slower_model(model_server.base_url, MAIN_MODEL_DELAY) as slow, failing_every_other_request(slow) as main:
-        await asyncio.to_thread(worker_process, metrics_port=metrics_port, AGENT_LLM_MODEL=model,
-                                AGENT_LLM_BASE_URL=main, AGENT_FAST_LLM_MODEL=model)
-        prometheus = await asyncio.to_thread(start_prometheus, "dashboard", [], rule_files=[rules],
-                                             scrape_configs=scrape_configs)
+    with running_fleet(control_plane, node, livekit_server, testbed_workdir / "dashboard-fleet", release=RELEASE,
+                       chart_namespace=CHART_NAMESPACE, agents_namespace=AGENTS_NAMESPACE) as fleet, \
+            in_thread(slow_failing_main_model(model_server.base_url, network.NODE_IP)) as main_url:
+        worker_monitor = await asyncio.to_thread(deploy_voiceagents, fleet, model_server, speech_server, model, main_url)
+        access = apiserver(control_plane)
+        scrape_configs = [promql.scrape_config(worker_monitor, access),
+                          promql.scrape_config(chart_monitoring.operator_monitor, access)]
+        prometheus = await asyncio.to_thread(start_prometheus, "dashboard", [], scrape_interval=f"{SCRAPE_INTERVAL_S}s",
+                                             rule_files=[rules], scrape_configs=scrape_configs)
         await asyncio.to_thread(wait_until, lambda: _value(prometheus.url, "count(up == 1)") == 2,
-                                "Prometheus to scrape the worker and the operator", None, 30)
+                                "Prometheus to discover and scrape the worker and operator pods", None, 90)
         start = time.time()
         turns = await call(livekit_server.url, livekit_server.api_key, livekit_server.api_secret,
-                           f"call-{uuid.uuid4().hex[:8]}", QUESTIONS, turn_timeout=60.0)
-    await asyncio.to_thread(wait_until, lambda: _value(prometheus.url, "sum(agent_worker_active_sessions)") == 0,
-                            "the worker to close the session", None, 30)
-    await asyncio.sleep(3 * SCRAPE_INTERVAL_S)  # the last samples scraped and the rules evaluated on them
-    return Traffic(prometheus.url, SCRAPE_INTERVAL_S, agents.namespace, start, time.time(),
-                   sum(1 for turn in turns if turn.answer_text))
+                           f"call-{uuid.uuid4().hex[:8]}", QUESTIONS, turn_timeout=90.0, join_timeout=90.0)
+        await asyncio.to_thread(wait_until, lambda: _value(prometheus.url, "sum(agent_worker_active_sessions)") == 0,
+                                "the worker to close the session", None, 60)
+        await asyncio.sleep(3 * SCRAPE_INTERVAL_S)  # the last samples scraped and the rules evaluated on them
+        yield Traffic(prometheus.url, SCRAPE_INTERVAL_S, AGENTS_NAMESPACE, start, time.time(),
+                      sum(1 for turn in turns if turn.answer_text))
 
 
 def alert_subjects(traffic: Traffic) -> dict[str, dict[str, str]]:

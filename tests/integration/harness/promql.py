@@ -5,8 +5,8 @@
   panel_queries(dashboard)                            every panel target of a Grafana dashboard
   TimeRange, expand(expr, ...)                        Grafana's variable substitution
   rules_of(groups)                                    alerting and recording rules of rule groups
-  scrape_config(monitor, service, pod, ...)           what the Prometheus Operator makes of a
-                                                      ServiceMonitor, for one pod as a static target
+  scrape_config(monitor, apiserver)                   what the Prometheus Operator makes of a
+                                                      ServiceMonitor: a kubernetes_sd job
 """
 
 from __future__ import annotations
@@ -211,38 +211,56 @@ def rules_of(groups: Sequence[Mapping[str, Any]]) -> list[Rule]:
 # --- Prometheus Operator -----------------------------------------------------------------------
 
 
-def scrape_config(monitor: Mapping[str, Any], service: Mapping[str, Any], pod: Mapping[str, Any],
-                  address: str | None = None) -> dict[str, Any]:
-    """The scrape job the Prometheus Operator generates for `monitor`'s first endpoint, reduced to
-    one static target: `pod`, behind `service` (both as the API returns them, camelCase).
+def scrape_config(monitor: Mapping[str, Any], apiserver: Mapping[str, Any]) -> dict[str, Any]:
+    """The scrape job the Prometheus Operator generates for `monitor`'s first endpoint (its
+    default service discovery, kubernetes_sd role `endpoints`), reaching the cluster through
+    `apiserver` (kubernetes_sd's `api_server` and `tls_config`).
 
-    Its relabelling gives each target job (the Service's name, or the value of the Service label
-    `jobLabel` names), namespace, service, pod, container and endpoint (the port's name);
-    instance is the address. With honorLabels false (the default) a scraped label of the same
-    name is kept as exported_<name>. `address` replaces podIP:port when the program that stands
-    in for the pod listens elsewhere. The scrape interval is left to the global one."""
+    Its relabelling keeps the endpoints of Services whose labels match the selector, at the port
+    the endpoint names, and gives each target job (the Service's name, or the value of the Service
+    label `jobLabel` names), namespace, service, pod, container and endpoint (the port's name);
+    instance is the address. With honorLabels false (the default) a scraped label of the same name
+    is kept as exported_<name>. The scrape interval is left to the global one, and there is one
+    shard (the operator's hashmod relabelling keeps every target)."""
     spec = monitor["spec"]
     endpoint = spec["endpoints"][0]
-    unsupported = {"relabelings", "metricRelabelings", "params", "targetPort"} & set(endpoint)
+    unsupported = ({"relabelings", "metricRelabelings", "params", "targetPort", "scheme", "tlsConfig"} & set(endpoint)) \
+        | ({"matchExpressions"} & set(spec["selector"])) | ({"any"} & set(spec.get("namespaceSelector", {})))
     if unsupported:
         raise NotImplementedError(f"ServiceMonitor {monitor['metadata']['name']}: {sorted(unsupported)} not replicated")
-    port = next(p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"])
-    target_port = port.get("targetPort", port["port"])
-    container, container_port = next(
-        (c["name"], p["containerPort"]) for c in pod["spec"]["containers"] for p in c.get("ports", [])
-        if target_port in (p.get("name"), p["containerPort"]))
-    service_labels = service["metadata"].get("labels") or {}
-    labels = {
-        "job": service_labels.get(spec.get("jobLabel", ""), service["metadata"]["name"]),
-        "namespace": pod["metadata"]["namespace"],
-        "service": service["metadata"]["name"],
-        "pod": pod["metadata"]["name"],
-        "container": container,
-        "endpoint": endpoint["port"],
-    }
+    meta = "__meta_kubernetes_"
+    namespaces = spec.get("namespaceSelector", {}).get("matchNames") or [monitor["metadata"]["namespace"]]
+
+    def target(kind: str) -> dict[str, Any]:
+        return {"source_labels": [f"{meta}endpoint_address_target_kind", f"{meta}endpoint_address_target_name"],
+                "separator": ";", "regex": f"{kind};(.*)", "replacement": "${1}", "target_label": kind.lower()}
+
+    relabel = [
+        {"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"},
+        *({"action": "keep", "regex": f"({value});true",
+           "source_labels": [f"{meta}service_label_{_label_name(key)}", f"{meta}service_labelpresent_{_label_name(key)}"]}
+          for key, value in spec["selector"].get("matchLabels", {}).items()),
+        {"action": "keep", "source_labels": [f"{meta}endpoint_port_name"], "regex": endpoint["port"]},
+        target("Node"), target("Pod"),
+        {"source_labels": [f"{meta}namespace"], "target_label": "namespace"},
+        {"source_labels": [f"{meta}service_name"], "target_label": "service"},
+        {"source_labels": [f"{meta}pod_name"], "target_label": "pod"},
+        {"source_labels": [f"{meta}pod_container_name"], "target_label": "container"},
+        {"action": "drop", "source_labels": [f"{meta}pod_phase"], "regex": "(Failed|Succeeded)"},
+        {"source_labels": [f"{meta}service_name"], "target_label": "job", "replacement": "${1}"},
+        *([{"source_labels": [f"{meta}service_label_{_label_name(spec['jobLabel'])}"], "target_label": "job",
+            "regex": "(.+)", "replacement": "${1}"}] if spec.get("jobLabel") else []),
+        {"target_label": "endpoint", "replacement": endpoint["port"]},
+    ]
     return {
-        "job_name": f"serviceMonitor/{monitor['metadata'].get('namespace', labels['namespace'])}/{monitor['metadata']['name']}/0",
+        "job_name": f"serviceMonitor/{monitor['metadata']['namespace']}/{monitor['metadata']['name']}/0",
         "honor_labels": bool(endpoint.get("honorLabels", False)),
         "metrics_path": endpoint.get("path", "/metrics"),
-        "static_configs": [{"targets": [address or f"{pod['status']['podIP']}:{container_port}"], "labels": labels}],
+        "kubernetes_sd_configs": [{"role": "endpoints", **apiserver, "namespaces": {"names": namespaces}}],
+        "relabel_configs": relabel,
     }
+
+
+def _label_name(name: str) -> str:
+    """A Kubernetes label name as kubernetes_sd spells it in a meta label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
