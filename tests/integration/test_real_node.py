@@ -237,6 +237,7 @@ def test_a_bad_image_is_reported_and_replaces_nothing(fleet: Fleet):
     assert still is not None and ready(still) and still.metadata.deletion_timestamp is None
     fleet.agents.patch(AGENT, {"spec": {"image": f"{WORKER_IMAGE}:0.1.0"}})
     fleet.agents.wait_for_condition(AGENT, "Degraded", "False", timeout=180)
+    wait_for_pods(fleet.agents.api, AGENTS_NAMESPACE, SELECTOR, 1, "the unpullable pod gone, one worker serving")
 
 
 def test_a_crashing_worker_is_reported_and_replaces_nothing(fleet: Fleet):
@@ -248,6 +249,7 @@ def test_a_crashing_worker_is_reported_and_replaces_nothing(fleet: Fleet):
     assert still is not None and ready(still) and still.metadata.deletion_timestamp is None
     fleet.agents.patch(AGENT, {"spec": {"env": None}})
     fleet.agents.wait_for_condition(AGENT, "Degraded", "False", timeout=240)
+    wait_for_pods(fleet.agents.api, AGENTS_NAMESPACE, SELECTOR, 1, "the crashing pods gone, one worker serving")
 
 
 def test_no_pod_restarted_and_no_log_line_is_an_error(fleet: Fleet):
