@@ -19,11 +19,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -35,7 +34,7 @@ from .harness.caller import call
 from .harness.control_plane import ControlPlane
 from .harness.fleet import Fleet, in_thread, node_spec, running_fleet, wait_for_pods
 from .harness.operator import CHART
-from .harness.processes import binary, free_port, wait_until
+from .harness.processes import binary, wait_until
 from .harness.voiceagents import WORKER_SELECTOR
 from .harness.worker import REGISTERED, slower_model, voice_model
 from .test_operator_resilience import SERVICE_MONITOR_CRD
@@ -129,51 +128,24 @@ def chart_monitoring(tmp_path) -> ChartMonitoring:
                            one("PrometheusRule")["spec"]["groups"], one("ServiceMonitor"))
 
 
-@asynccontextmanager
-async def failing_every_other_request(base_url: str, host: str) -> AsyncIterator[str]:
-    """An OpenAI-compatible base URL on `host` before `base_url` that answers the 1st, 3rd, ... chat
-    completion with 503, as an overloaded provider does. livekit retries a 5xx at once, so every
-    turn is still answered and the worker counts one recoverable error per turn."""
-    upstream = base_url.removesuffix("/v1")
+def every_other_completion_fails() -> Callable[[web.Request], web.Response | None]:
+    """Answers the 1st, 3rd, ... chat completion with 503, as an overloaded provider does. livekit
+    retries a 5xx at once, so every turn is still answered and the worker counts one recoverable
+    error per turn."""
     completions = itertools.count(1)
 
-    async def forward(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+    def refuse(request: web.Request) -> web.Response | None:
         if request.path.endswith("/chat/completions") and next(completions) % 2:
             return web.json_response({"error": {"message": "overloaded (test bed)", "type": "server_error"}}, status=503)
-        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
-        async with client.request(request.method, upstream + request.path_qs, data=body, headers=headers) as answer:
-            response = web.StreamResponse(status=answer.status, headers={
-                "Content-Type": answer.headers.get("Content-Type", "application/json")})
-            try:
-                await response.prepare(request)
-                async for chunk in answer.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-            except ConnectionResetError:
-                pass  # the worker gave up on this answer
-            return response
+        return None
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    port = free_port(host)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as client:
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        try:
-            yield f"http://{host}:{port}/v1"
-        finally:
-            await runner.cleanup()
+    return refuse
 
 
-@asynccontextmanager
-async def slow_failing_main_model(base_url: str, host: str) -> AsyncIterator[str]:
+def slow_failing_main_model(base_url: str, host: str) -> AbstractAsyncContextManager[str]:
     """The main LLM as pods reach it at `host`: MAIN_MODEL_DELAY slower than `base_url`, and
     failing every other request."""
-    async with slower_model(base_url, MAIN_MODEL_DELAY, host=host) as slow, \
-            failing_every_other_request(slow, host) as main:
-        yield main
+    return slower_model(base_url, MAIN_MODEL_DELAY, host=host, refuse=every_other_completion_fails())
 
 
 @pytest.fixture

@@ -93,8 +93,10 @@ def derive_model(model_server: ModelServer, suffix: str, parameters: dict[str, A
 
 
 @asynccontextmanager
-async def slower_model(base_url: str, delay: float, host: str = LOOPBACK) -> AsyncIterator[str]:
-    """An OpenAI-compatible base URL on `host` that answers like `base_url` does, `delay` seconds later.
+async def slower_model(base_url: str, delay: float, host: str = LOOPBACK,
+                       refuse: Callable[[web.Request], web.Response | None] | None = None) -> AsyncIterator[str]:
+    """An OpenAI-compatible base URL on `host` that answers like `base_url` does, `delay` seconds later
+    (or at once with `refuse(request)`'s response, when it gives one: a failing provider).
 
     The pre-response exists because the main model is slower than the fast one (a 70B beside an
     8B). The test bed has one small model, so the main LLM is pointed here instead."""
@@ -102,6 +104,9 @@ async def slower_model(base_url: str, delay: float, host: str = LOOPBACK) -> Asy
 
     async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        refused = refuse(request) if refuse else None
+        if refused is not None:
+            return refused
         await asyncio.sleep(delay)
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
         async with client.request(request.method, upstream + request.path_qs, data=body, headers=headers) as answer:
