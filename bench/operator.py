@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "operator.json")
     parser.add_argument("--keep", type=Path, help="keep the programs' logs (and audit logs) in this folder")
     args = parser.parse_args()
-    if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
+    if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.in_closed_network():
         network.isolate_to_loopback()
     results = {"machine": testbed_machine(), "sizes": []}
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as temporary:

@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "room.json")
     parser.add_argument("--keep", type=Path, help="keep the programs' logs in this folder")
     args = parser.parse_args()
-    if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
+    if os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.in_closed_network():
         network.isolate_to_loopback()
     started = time.monotonic()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench-room-"))

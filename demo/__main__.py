@@ -49,7 +49,7 @@ def enter_loopback_namespace() -> None:
     if os.environ.get("TESTBED_HOST_NETWORK") == "1":
         raise SystemExit("demo: the real node's pod network exists only in the demo's own network namespace; "
                          "unset TESTBED_HOST_NETWORK (and run as root)")
-    if not network.only_loopback_addresses():
+    if not network.in_closed_network():
         network.isolate_to_loopback()
         say(f"in a network namespace of its own: only 127.0.0.0/8 and the pod network {network.POD_SUBNET} "
             f"(node {network.NODE_IP}) are reachable")

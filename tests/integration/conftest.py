@@ -53,7 +53,7 @@ FAKE_NODES = ("kwok-node-1", "kwok-node-2")
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     wants_testbed = any(item.get_closest_marker("testbed") for item in session.items)
-    if wants_testbed and os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.only_loopback_addresses():
+    if wants_testbed and os.environ.get("TESTBED_HOST_NETWORK") != "1" and not network.in_closed_network():
         network.isolate_to_loopback()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
-from voiceagent_operator.handlers import handle_startup
+from voiceagent_operator.handlers import RETRIED_REQUEST_IS_A_WARNING, handle_startup
 
 
 async def _started(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -32,10 +34,6 @@ async def test_kopf_bookkeeping_stays_out_of_the_status() -> None:
 
 
 def test_a_request_kopf_will_retry_is_logged_as_a_warning_and_its_final_failure_as_an_error():
-    import logging
-
-    from voiceagent_operator.handlers import RETRIED_REQUEST_IS_A_WARNING
-
     def record(name: str, message: str) -> logging.LogRecord:
         out = logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, None)
         assert RETRIED_REQUEST_IS_A_WARNING.filter(out)

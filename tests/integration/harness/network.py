@@ -40,7 +40,7 @@ def addresses() -> dict[str, list[str]]:
     return {link["ifname"]: [a["local"] for a in link.get("addr_info", [])] for link in listing}
 
 
-def only_loopback_addresses() -> bool:
+def in_closed_network() -> bool:
     """True where every address is loopback, or in the test bed's own pod network, and no route
     leads anywhere else: the namespace `isolate_to_loopback` makes."""
     def closed(address: str) -> bool:
@@ -87,5 +87,5 @@ def isolate_to_loopback() -> None:
         ["ip", "link", "set", NODE_BRIDGE, "up"],
     ):
         subprocess.run(command, check=True, capture_output=True, text=True)
-    if not only_loopback_addresses():
+    if not in_closed_network():
         raise RuntimeError(f"expected only loopback addresses after unshare, found {addresses()}")
