@@ -5,7 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voiceagent_operator.scaling.policy import History, Observation, Recommendation, clamp, decide, needed_replicas
+from voiceagent_operator.scaling.policy import (
+    GAP_INTERVALS,
+    MAX_RECOMMENDATIONS,
+    History,
+    Observation,
+    Recommendation,
+    clamp,
+    decide,
+    needed_replicas,
+)
 from voiceagent_operator.spec import Scaling
 
 
@@ -31,17 +40,17 @@ def test_scale_up_is_bounded_per_step_and_by_max() -> None:
 def test_scale_down_waits_until_the_operator_has_watched_a_whole_window() -> None:
     fresh = decide(Observation(0, True, 5), scaling(), History(), NOW)
     assert (fresh.replicas, fresh.reason) == (5, "StabilizingDown")
-    watched = History((), observing_since=NOW - 300)
+    watched = History((Recommendation(NOW - 10, 1),), observing_since=NOW - 300)
     assert decide(Observation(0, True, 5), scaling(), watched, NOW).replicas == 1
 
 
 def test_scale_down_goes_only_to_the_highest_recommendation_in_the_window() -> None:
-    history = History((Recommendation(NOW - 200, 4), Recommendation(NOW - 100, 2)), observing_since=NOW - 1000)
+    history = History((Recommendation(NOW - 200, 4), Recommendation(NOW - 10, 2)), observing_since=NOW - 1000)
     assert decide(Observation(0, True, 5), scaling(), history, NOW).replicas == 4
 
 
 def test_no_scale_down_on_a_partial_count() -> None:
-    history = History((), observing_since=NOW - 1000)
+    history = History((Recommendation(NOW - 10, 1),), observing_since=NOW - 1000)
     decision = decide(Observation(0, False, 5), scaling(), history, NOW)
     assert (decision.replicas, decision.reason) == (5, "MetricsIncomplete")
 
@@ -54,6 +63,40 @@ def test_a_pinned_count_overrides_the_policy() -> None:
 def test_a_new_fleet_starts_at_the_recommendation_and_bounds_changes_apply_at_once() -> None:
     assert decide(Observation(0, True, None), scaling(minReplicas=2), History(), NOW).replicas == 2
     assert decide(Observation(0, True, 20), scaling(maxReplicas=10), History(), NOW).replicas == 10
+
+
+def test_after_a_gap_scale_down_waits_a_whole_window_again() -> None:
+    # Watched for long, then nothing for 5 minutes (an outage, a restart, a change of leader).
+    history = History((Recommendation(NOW - 300, 1),), observing_since=NOW - 3000)
+    first = decide(Observation(0, True, 5, interval=15), scaling(), history, NOW)
+    assert (first.replicas, first.reason) == (5, "StabilizingDown")
+    assert first.history.observing_since == NOW
+    later = History((Recommendation(NOW + 285, 1),), observing_since=NOW)
+    assert decide(Observation(0, True, 5, interval=15), scaling(), later, NOW + 300).replicas == 1
+
+
+def test_a_silence_within_two_intervals_is_not_a_gap() -> None:
+    history = History((Recommendation(NOW - 30, 1),), observing_since=NOW - 3000)
+    assert decide(Observation(0, True, 5, interval=15), scaling(), history, NOW).replicas == 1
+    assert decide(Observation(0, True, 5, interval=10), scaling(), history, NOW).reason == "StabilizingDown"
+
+
+def test_history_survives_a_round_trip_through_json() -> None:
+    history = History((Recommendation(NOW - 200, 4), Recommendation(NOW - 100.25, 2)), observing_since=NOW - 1000)
+    assert History.from_json(history.to_json()) == history
+
+
+def test_unreadable_history_is_empty() -> None:
+    for text in (None, "", "{", "[]", '{"v": 99}', '{"v": 1, "rec": [["x", 2]]}', '{"v": 1, "rec": [[1, -2]]}',
+                 '{"v": 1, "since": "NaN"}', '{"v": 1, "rec": [[1e999, 2]]}', '{"v": 1, "rec": 5}'):
+        assert History.from_json(text) == History()
+
+
+def test_equal_recommendations_are_stored_once() -> None:
+    history = History()
+    for step in range(100):
+        history = decide(Observation(7, True, 2, interval=5), scaling(), history, NOW + 5 * step).history
+    assert history.recommendations == (Recommendation(NOW + 495, 2),)
 
 
 def test_history_forgets_what_is_older_than_both_windows() -> None:
@@ -127,3 +170,67 @@ def test_scale_up_never_exceeds_the_step_limit(situation) -> None:
     current = observation.current_replicas
     if current is not None and current == clamp(current, spec) and decision.replicas > current:
         assert decision.replicas <= max(2 * current, current + 4)
+
+
+@st.composite
+def timelines(draw: st.DrawFn) -> tuple[Scaling, list[tuple[float, int]], float]:
+    """A scaling spec and a sequence of (time, rooms) observations with irregular spacing."""
+    spec = scaling(
+        maxReplicas=30, scaleDownStabilizationSeconds=draw(st.integers(0, 600)), scaleUpStabilizationSeconds=draw(st.integers(0, 60))
+    )
+    interval = draw(st.sampled_from([2.0, 5.0, 15.0, 30.0]))
+    steps = draw(st.lists(st.tuples(st.floats(0.5, 4 * interval), st.integers(0, 120)), min_size=1, max_size=60))
+    at, points = NOW, []
+    for delay, rooms in steps:
+        at += delay
+        points.append((at, rooms))
+    return spec, points, interval
+
+
+def run(spec: Scaling, points: list[tuple[float, int]], interval: float, history: History, current: int):
+    decisions = []
+    for at, rooms in points:
+        decision = decide(Observation(rooms, True, current, interval=interval), spec, history, at)
+        decisions.append((at, decision))
+        history, current = decision.history, decision.replicas
+    return decisions
+
+
+@settings(max_examples=300, deadline=None)
+@given(timelines(), st.integers(1, 30))
+def test_no_scale_down_until_a_whole_window_has_passed_without_a_gap(timeline, start) -> None:
+    spec, points, interval = timeline
+    window = spec.scale_down_stabilization_seconds
+    last_gap_end = None
+    previous_at = None
+    current = start
+    for at, decision in run(spec, points, interval, History(), start):
+        if previous_at is None or at - previous_at > GAP_INTERVALS * interval:
+            last_gap_end = at
+        if decision.replicas < clamp(current, spec):
+            assert at - last_gap_end >= window, (at, last_gap_end, window)
+        previous_at, current = at, decision.replicas
+
+
+@settings(max_examples=200, deadline=None)
+@given(timelines(), st.integers(1, 30))
+def test_a_restart_through_json_decides_as_if_nothing_happened(timeline, start) -> None:
+    spec, points, interval = timeline
+    straight = run(spec, points, interval, History(), start)
+    history, current, replayed = History(), start, []
+    for at, rooms in points:
+        decision = decide(Observation(rooms, True, current, interval=interval), spec, History.from_json(history.to_json()), at)
+        replayed.append(decision.replicas)
+        history, current = decision.history, decision.replicas
+    assert replayed == [decision.replicas for _, decision in straight]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 86_400), st.integers(0, 3)), max_size=2000))
+def test_the_stored_history_stays_bounded(points) -> None:
+    spec = scaling(scaleDownStabilizationSeconds=86_400)
+    history = History()
+    for at, rooms in sorted(points):
+        history = decide(Observation(rooms * 4, True, 1, interval=1), spec, history, NOW + at).history
+    assert len(history.recommendations) <= MAX_RECOMMENDATIONS
+    assert len(history.to_json()) <= 40 * MAX_RECOMMENDATIONS + 100
