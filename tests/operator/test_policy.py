@@ -19,7 +19,9 @@ from voiceagent_operator.spec import Scaling
 
 
 def scaling(**values: int) -> Scaling:
-    base = {"minReplicas": 1, "maxReplicas": 10, "targetActiveRoomsPerReplica": 4, "scaleDownStabilizationSeconds": 300}
+    """Without headroom unless a test asks for it: the reactive rule, ceil(rooms / target)."""
+    base = {"minReplicas": 1, "maxReplicas": 10, "targetActiveRoomsPerReplica": 4, "scaleDownStabilizationSeconds": 300,
+            "podStartSeconds": 0, "spareSessions": 0}
     return Scaling.model_validate({**base, **values})
 
 
@@ -103,6 +105,7 @@ def test_history_forgets_what_is_older_than_both_windows() -> None:
     old = History((Recommendation(NOW - 5000, 9),), observing_since=NOW - 6000)
     decision = decide(Observation(0, True, 9), scaling(), old, NOW)
     assert decision.history.recommendations == (Recommendation(NOW, 1),)
+    assert History.from_json(decision.history.to_json()) == decision.history
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -145,7 +148,8 @@ def test_never_scales_down_inside_the_window(situation) -> None:
     current = observation.current_replicas
     if current is not None and decision.replicas < clamp(current, spec):
         window = spec.scale_down_stabilization_seconds
-        assert history.observing_since is not None and now - history.observing_since >= window
+        if window > 0:
+            assert history.observing_since is not None and now - history.observing_since >= window
         assert observation.complete
         recent = [r.replicas for r in history.recommendations if now - r.at <= window]
         assert all(replicas <= decision.replicas for replicas in recent)

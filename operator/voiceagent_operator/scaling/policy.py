@@ -1,8 +1,10 @@
 """The autoscaling policy: a pure function of (observation, scaling spec, history, now) -> decision.
 
-HPA-like on active rooms: recommend ceil(rooms / target) clamped to [min, max]; scale up at once
-to the lowest recommendation of the scale-up window (at most doubling, or +4, per step); scale down
-only after observing for a whole scale-down window, and only to the highest recommendation in it.
+Recommend enough workers for the rooms now plus the rise expected before a pod started now is
+ready, plus spare sessions: ceil((rooms + max(0, rise per second) x (podStartSeconds + interval)
++ spareSessions) / target), clamped to [min, max]. Scale up at once to the lowest recommendation of
+the scale-up window (at most doubling, or +4, per step); scale down only after observing for a whole
+scale-down window without a gap, and only to the highest recommendation in it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ DEFAULT_OBSERVATION_INTERVAL = 15.0
 # No recommendation for longer than this many intervals is a gap: what happened in it is unknown.
 GAP_INTERVALS = 2
 MAX_RECOMMENDATIONS = 256
+# The rise of rooms is measured over this look-back (or two intervals, if longer).
+TREND_SECONDS = 60.0
 HISTORY_FORMAT = 1
+MAX_ROOMS_SAMPLES = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,12 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
+class RoomsSample:
+    at: float
+    rooms: int
+
+
+@dataclass(frozen=True)
 class History:
     """What the operator has recommended, and since when it has been watching without a gap.
 
@@ -52,12 +63,14 @@ class History:
 
     recommendations: tuple[Recommendation, ...] = ()
     observing_since: float | None = None
+    rooms: tuple[RoomsSample, ...] = ()  # the look-back of the rise in rooms
 
     def to_json(self) -> str:
         body = {
             "v": HISTORY_FORMAT,
             "since": self.observing_since,
-            "rec": [[round(r.at, 3), r.replicas] for r in self.recommendations],
+            "rec": [[r.at, r.replicas] for r in self.recommendations],
+            "rooms": [[r.at, r.rooms] for r in self.rooms],
         }
         return json.dumps(body, separators=(",", ":"))
 
@@ -72,12 +85,20 @@ class History:
             since = body.get("since")
             since = None if since is None else _finite(since)
             recs = sorted((Recommendation(_finite(at), _count(n)) for at, n in body.get("rec") or []), key=lambda r: r.at)
-            return cls(_compact(tuple(recs)), since)
+            rooms = sorted((RoomsSample(_finite(at), _count(n)) for at, n in body.get("rooms") or []), key=lambda r: r.at)
+            return cls(_compact(tuple(recs)), since, tuple(rooms[-MAX_ROOMS_SAMPLES:]))
         except (ValueError, TypeError):
             return cls()
 
     def last_at(self) -> float | None:
         return self.recommendations[-1].at if self.recommendations else None
+
+    def rise_per_second(self, now: float, rooms: int, lookback: float) -> float:
+        """How fast rooms grew over the look-back (the oldest sample in it against now); 0 when falling."""
+        past = [s for s in self.rooms if 0 < now - s.at <= lookback]
+        if not past:
+            return 0.0
+        return max(0.0, (rooms - past[0].rooms) / (now - past[0].at))
 
 
 @dataclass(frozen=True)
@@ -130,17 +151,41 @@ def needed_replicas(rooms: int, scaling: Scaling) -> int:
     return math.ceil(rooms / scaling.target_active_rooms_per_replica)
 
 
+def trend_lookback(interval: float) -> float:
+    return max(TREND_SECONDS, 2 * interval)
+
+
+def headroom(rise_per_second: float, scaling: Scaling, interval: float) -> float:
+    """Sessions to keep free: the rise expected until a pod ordered now serves, plus the spare ones."""
+    if scaling.pod_start_seconds == 0:
+        return float(scaling.spare_sessions)
+    return rise_per_second * (scaling.pod_start_seconds + interval) + scaling.spare_sessions
+
+
+def recommended_replicas(rooms: int, rise_per_second: float, scaling: Scaling, interval: float) -> int:
+    demand = rooms + headroom(rise_per_second, scaling, interval)
+    return clamp(math.ceil(demand / scaling.target_active_rooms_per_replica), scaling)
+
+
 def decide(
     observation: Observation, scaling: Scaling, history: History, now: float, pinned: int | None = None
 ) -> Decision:
     """The worker count to run now. `pinned` (spec.replicas) overrides the policy entirely."""
-    recommendation = clamp(needed_replicas(observation.rooms, scaling), scaling)
+    interval = observation.interval
+    last = history.last_at()
+    gap = last is None or now - last > GAP_INTERVALS * interval or last > now
+    lookback = trend_lookback(interval)
+    rise = 0.0 if gap else history.rise_per_second(now, observation.rooms, lookback)
+    recommendation = recommended_replicas(observation.rooms, rise, scaling, interval)
     horizon = max(scaling.scale_up_stabilization_seconds, scaling.scale_down_stabilization_seconds)
     kept = tuple(r for r in history.recommendations if now - r.at < horizon)
-    last = history.last_at()
-    gap = last is None or now - last > GAP_INTERVALS * observation.interval or last > now
     since = now if gap or history.observing_since is None else history.observing_since
-    new_history = History(_compact((*kept, Recommendation(now, recommendation))), since)
+    samples = () if gap else tuple(s for s in history.rooms if now - s.at < lookback)
+    new_history = History(
+        _compact((*kept, Recommendation(now, recommendation))),
+        since,
+        (*samples, RoomsSample(now, observation.rooms))[-MAX_ROOMS_SAMPLES:],
+    )
     current = observation.current_replicas
 
     def decision(replicas: int, reason: str) -> Decision:
