@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
+from chart_render import CHART, NAMESPACED, by_kind, grants, helm, named, render
 from tools import ROOT, run
 from va_examples import ollama_spec
 
@@ -21,25 +22,15 @@ from voiceagent_operator.kube import plural
 from voiceagent_operator.naming import Owner
 from voiceagent_operator.spec import parse_spec
 
-CHART = ROOT / "charts" / "agent-worker"
 MANIFESTS = ROOT / "manifests" / "agent-worker.yaml"
 KUBERNETES = "1.33"
 ALL_OPTIONS = [
     "--set", "prometheusRule.enabled=true,grafanaDashboard.enabled=true,serviceMonitor.enabled=true",
     "--set", "exampleVoiceAgent.enabled=true,operator.verbose=true,operator.priorityClassName=high",
-    "--set", "operator.watchNamespaces={voice,support}",
+    *NAMESPACED,
     "--set", "operator.nodeSelector.pool=system,operator.podAnnotations.team=voice",
     "--set", "operator.imagePullSecrets[0].name=regcred",
 ]
-
-
-def helm(tmp_path: Path, *args: str) -> str:
-    return run("helm", *args, home=tmp_path / "helm")
-
-
-def render(tmp_path: Path, *options: str) -> list[dict[str, Any]]:
-    out = helm(tmp_path, "template", "agent-worker", str(CHART), "--namespace", "agent-worker", "--include-crds", *options)
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def validate(document: dict[str, Any]) -> None:
@@ -53,10 +44,6 @@ def validate(document: dict[str, Any]) -> None:
         assert document["apiVersion"] == "monitoring.coreos.com/v1" and document["spec"]
     else:
         kubernetes_validate.validate(document, KUBERNETES, strict=True)
-
-
-def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in documents if d["kind"] == kind]
 
 
 def test_helm_lint_is_clean_with_defaults_and_with_every_option(tmp_path: Path) -> None:
@@ -91,7 +78,7 @@ def test_the_operator_pods_run_restricted(tmp_path: Path) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert container["args"][:2] == ["run", "--all-namespaces"]
+    assert container["args"][:3] == ["run", "--all-namespaces", "--peering=agent-worker-operator"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert deployment["spec"]["replicas"] == 2, "two replicas, Kopf peering picks the active one"
     assert pod["serviceAccountName"] == "agent-worker-operator"
@@ -108,49 +95,53 @@ def test_watching_some_namespaces_passes_them_to_the_operator_and_peers_in_each(
 
 def test_a_cluster_wide_operator_peers_cluster_wide(tmp_path: Path) -> None:
     documents = render(tmp_path)
-    assert [p["metadata"]["name"] for p in by_kind(documents, "ClusterKopfPeering")] == ["voiceagent-operator"]
-    rules = _rules(documents, "agent-worker-operator")
-    assert any(rule["resources"] == ["clusterkopfpeerings"] for rule in rules)
+    assert [p["metadata"]["name"] for p in by_kind(documents, "ClusterKopfPeering")] == ["agent-worker-operator"]
+    (role,) = named(documents, "ClusterRole", "agent-worker-operator")
+    assert ("kopf.dev", "clusterkopfpeerings", "patch", "agent-worker-operator") in grants(role)
 
 
 def _rules(documents: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    (role,) = [d for d in by_kind(documents, "ClusterRole") if d["metadata"]["name"] == name]
+    (role,) = named(documents, "ClusterRole", name)
     return role["rules"]
 
 
-def test_rbac_is_least_privilege_without_wildcards_or_secrets(tmp_path: Path) -> None:
-    documents = render(tmp_path, *ALL_OPTIONS)
-    for role in by_kind(documents, "ClusterRole"):
+@pytest.mark.parametrize("options", [[], ALL_OPTIONS], ids=["cluster-wide", "namespaced"])
+def test_rbac_is_least_privilege_without_wildcards_or_secrets(tmp_path: Path, options: list[str]) -> None:
+    documents = render(tmp_path, *options)
+    roles = by_kind(documents, "ClusterRole") + by_kind(documents, "Role")
+    for role in roles:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
             assert "secrets" not in rule["resources"]
-    granted = {
-        (group, resource, verb)
-        for rule in _rules(documents, "agent-worker-operator")
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    operator_roles = [role for role in roles if role["metadata"]["name"] == "agent-worker-operator"]
+    assert operator_roles
+    peering = "kopfpeerings" if options else "clusterkopfpeerings"
     needed = {
-        ("agentworker.io", "voiceagents", "watch"),
-        ("agentworker.io", "voiceagents", "patch"),
-        ("agentworker.io", "voiceagents/status", "patch"),
-        ("apps", "deployments", "create"),
-        ("apps", "deployments", "patch"),
-        ("", "pods", "list"),
-        ("", "pods", "patch"),
-        ("", "events", "create"),
-        ("monitoring.coreos.com", "servicemonitors", "patch"),
-        ("policy", "poddisruptionbudgets", "patch"),
-        ("", "persistentvolumeclaims", "create"),
-        ("kopf.dev", "kopfpeerings", "patch"),  # namespaced peering: ALL_OPTIONS watches two namespaces
-        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        ("agentworker.io", "voiceagents", "watch", "*"),
+        ("agentworker.io", "voiceagents", "patch", "*"),
+        ("agentworker.io", "voiceagents/status", "patch", "*"),
+        ("agentworker.io", "voiceagents/finalizers", "update", "*"),  # OwnerReferencesPermissionEnforcement
+        ("apps", "deployments", "create", "*"),
+        ("apps", "deployments", "patch", "*"),
+        ("", "pods", "list", "*"),
+        ("", "pods", "patch", "*"),
+        ("", "events", "create", "*"),
+        ("monitoring.coreos.com", "servicemonitors", "patch", "*"),
+        ("policy", "poddisruptionbudgets", "patch", "*"),
+        ("", "persistentvolumeclaims", "create", "*"),
+        ("kopf.dev", peering, "watch", "*"),
+        ("kopf.dev", peering, "patch", "agent-worker-operator"),  # its own peering only
     }
-    assert needed <= granted, needed - granted
-    assert not any(verb in ("update", "deletecollection", "escalate", "bind", "impersonate") for _, _, verb in granted)
-    (binding,) = by_kind(documents, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "agent-worker-operator", "namespace": "agent-worker"}]
+    for role in operator_roles:
+        granted = grants(role)
+        assert needed <= granted, needed - granted
+        risky = {(g, r, v) for g, r, v, _ in granted if v in ("update", "deletecollection", "escalate", "bind", "impersonate")}
+        assert risky == {("agentworker.io", "voiceagents/finalizers", "update")}, "updates only the finalizers subresource"
+    bindings = by_kind(documents, "ClusterRoleBinding") + by_kind(documents, "RoleBinding")
+    assert bindings and all(
+        b["subjects"] == [{"kind": "ServiceAccount", "name": "agent-worker-operator", "namespace": "agent-worker"}]
+        for b in bindings)
 
 
 def test_rbac_covers_every_kind_the_builders_produce(tmp_path: Path) -> None:
@@ -183,7 +174,7 @@ def test_the_prometheus_rule_embeds_the_tested_alert_file(tmp_path: Path) -> Non
 
 
 def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
-    assert "SUCCESS: 4 rules found" in run("promtool", "check", "rules", str(CHART / "files" / "alerts.yaml"))
+    assert "SUCCESS: 6 rules found" in run("promtool", "check", "rules", str(CHART / "files" / "alerts.yaml"))
     assert "SUCCESS" in run("promtool", "test", "rules", "alerts_test.yaml", cwd=CHART / "files")
 
 

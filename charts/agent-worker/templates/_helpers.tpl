@@ -52,3 +52,59 @@ app.kubernetes.io/component: operator
 {{- define "agent-worker.operatorImage" -}}
 {{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
 {{- end }}
+
+{{/* The Kopf peering this release's replicas share: one per release, so two releases never pause
+each other (a ClusterKopfPeering cluster-wide, a KopfPeering of this name in each watched namespace). */}}
+{{- define "agent-worker.peeringName" -}}
+{{- include "agent-worker.operatorName" . }}
+{{- end }}
+
+{{/* The Service label whose value the ServiceMonitor makes the scrape job (its jobLabel), so the
+operator's series carry job="voiceagent-operator" in every release, as the alerts expect. */}}
+{{- define "agent-worker.jobLabel" -}}
+agentworker.io/scrape-job
+{{- end }}
+
+{{/*
+The operator's rights on namespaced resources, the same cluster-wide (ClusterRole) and per watched
+namespace (Role). Each rule says what it is for; the README's "RBAC" section justifies each verb.
+Argument: the root context.
+*/}}
+{{- define "agent-worker.operatorRules" -}}
+# VoiceAgents: Kopf watches them and keeps its annotations and finalizer on them (patch).
+- apiGroups: [agentworker.io]
+  resources: [voiceagents]
+  verbs: [get, list, watch, patch]
+# Their status: conditions, replicas, the selector `kubectl scale` reads.
+- apiGroups: [agentworker.io]
+  resources: [voiceagents/status]
+  verbs: [get, patch]
+# Children carry an ownerReference with blockOwnerDeletion; under the OwnerReferencesPermissionEnforcement
+# admission plugin setting it needs update on the owner's finalizers subresource.
+- apiGroups: [agentworker.io]
+  resources: [voiceagents/finalizers]
+  verbs: [update]
+# Children, by server-side apply (create + patch), read first to decide whether to apply; delete
+# for optional ones turned off. No update (apply is a patch), no list of other people's objects.
+- apiGroups: [""]
+  resources: [configmaps, services, persistentvolumeclaims]
+  verbs: [get, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, patch, delete]
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: [get, create, patch, delete]
+# Worker pods: list them to scrape their active rooms; patch their annotations (deletion cost,
+# cluster-autoscaler safe-to-evict, karpenter do-not-disrupt) so busy pods go last and are not evicted.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, patch]
+# Events on VoiceAgents (what changed and why). Kopf only creates them.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
