@@ -6,22 +6,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .crd import crd_manifest, kopf_peering_crds, render
 
 HANDLERS_MODULE = "voiceagent_operator.handlers"
+DEFAULT_PEERING = "voiceagent-operator"
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
 
 def run_arguments(args: list[str]) -> list[str]:
-    """`kopf run` arguments: our handlers, all namespaces unless some are named, a liveness endpoint."""
+    """`kopf run` arguments: our handlers, all namespaces unless some are named, a liveness endpoint,
+    and mandatory peering (`--peering=NAME`, default DEFAULT_PEERING) unless `--standalone`: Kopf then
+    holds every handler until it has seen its peers, and fails rather than run unpeered."""
     out = ["run", "-m", HANDLERS_MODULE]
     scoped = any(arg in ("-n", "--namespace", "-A", "--all-namespaces") or arg.startswith("--namespace=") for arg in args)
     if not scoped:
         out.append("--all-namespaces")
     if not any(arg.startswith("--liveness") for arg in args):
         out.append(f"--liveness={DEFAULT_LIVENESS}")
+    peered = any(arg in ("-P", "--peering", "--standalone") or arg.startswith(("--peering=", "-P")) for arg in args)
+    if not peered and not os.environ.get("KOPF_RUN_PEERING"):
+        out.append(f"--peering={DEFAULT_PEERING}")
     return out + args
 
 

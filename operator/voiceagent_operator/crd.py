@@ -10,9 +10,15 @@ from typing import Any
 
 import yaml
 
-from .spec import GROUP, KIND, PLURAL, SHORT_NAMES, VERSION, VoiceAgentSpec
+from .spec import GROUP, KIND, MAX_NAME_LENGTH, PLURAL, SHORT_NAMES, VERSION, VoiceAgentSpec
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "OllamaReady", "MonitoringReady")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RoomsObserved", "OllamaReady", "MonitoringReady")
+
+NAME_LENGTH_RULE = {
+    "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+    "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the operator names children "
+    f"<name>-worker-config and <name>-ollama-models, and pod names add suffixes; choose a shorter name",
+}
 
 _DROPPED_KEYS = {"title", "additionalProperties", "$defs", "anyOf", "$ref"}
 
@@ -92,6 +98,11 @@ def status_schema() -> dict[str, Any]:
             "activeRooms": {**count, "description": "Rooms served by the ready worker pods at the last observation"},
             "lastScaleTime": {"type": "string", "format": "date-time"},
             "selector": {"type": "string", "description": "Label selector of the worker pods (for the scale subresource)"},
+            "scalingHistory": {
+                "type": "string",
+                "maxLength": 16384,
+                "description": "The autoscaler's recent recommendations (bounded), so that a restart or a new leader keeps the stabilization windows",
+            },
         },
     }
 
@@ -132,6 +143,7 @@ def crd_manifest() -> dict[str, Any]:
                             "type": "object",
                             "description": "A fleet of LiveKit voice-agent workers, autoscaled on active rooms.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [NAME_LENGTH_RULE],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

@@ -10,6 +10,7 @@ import datetime
 import logging
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -45,13 +46,18 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     # this is how soon it looks again (its default, 60 s, would hold a deletion for a minute).
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.background.cancellation_polling = 1
-    settings.peering.name = "voiceagent-operator"
+    # The peering name and its being mandatory come from the command line (`--peering`, which
+    # `voiceagent-operator run` always passes unless `--standalone`): never overwritten here.
+    # A replica's record lives PEERING_LIFETIME_SECONDS and is renewed every 1-5 s, so a standby takes
+    # over within about that long after the active replica dies.
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     if not settings.peering.priority:
         # Kopf pauses every peer when two share a priority, and the chart's replicas cannot be told
         # apart by configuration: each draws its own. The highest live one is active; if it dies,
         # another resumes once its peering record expires.
         settings.peering.priority = random.randint(1, 2**31 - 1)
     memo.agents = {}
+    memo.forgetter = asyncio.create_task(forget_unreconciled(memo))
     for handler in logging.getLogger().handlers:
         handler.addFilter(RETRIED_REQUEST_IS_A_WARNING)
     serve_metrics_once(OPTIONS.metrics_port)
@@ -73,8 +79,27 @@ class RetriedRequestIsAWarning(logging.Filter):
 RETRIED_REQUEST_IS_A_WARNING = RetriedRequestIsAWarning()
 
 
+PEERING_LIFETIME_SECONDS = 10
+# A VoiceAgent not reconciled for this long is not this replica's (it stands by, or the agent is gone).
+STALE_AFTER_SECONDS = max(3 * OPTIONS.resync_seconds, 10.0)
+
+
+async def forget_unreconciled(memo: kopf.Memo) -> None:
+    """A paused (standby) replica reconciles nothing: drop its per-VoiceAgent gauges and memory, so that
+    only the active replica exports them and a later resume starts from the status, not from stale memory."""
+    while True:
+        await asyncio.sleep(min(OPTIONS.resync_seconds, 5.0))
+        now = time.monotonic()
+        for uid, (memory, lock, seen) in list(memo.agents.items()):
+            if now - seen.at > STALE_AFTER_SECONDS and not lock.locked():
+                memo.agents.pop(uid, None)
+                metrics.forget(seen.namespace, seen.name)
+
+
 @kopf.on.cleanup()
 async def handle_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "forgetter", None) is not None:
+        memo.forgetter.cancel()
     if getattr(memo, "kube", None) is not None:
         await memo.kube.close()
 
@@ -105,9 +130,19 @@ def serve_metrics_once(port: int) -> None:
         _METRICS_SERVED.add(port)
 
 
+@dataclass
+class LastSeen:
+    namespace: str
+    name: str
+    at: float
+
+
 async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
-    uid = body["metadata"]["uid"]
-    memory, lock = memo.agents.setdefault(uid, (AgentMemory(), asyncio.Lock()))
+    meta = body["metadata"]
+    if meta["uid"] not in memo.agents:
+        memo.agents[meta["uid"]] = (AgentMemory(), asyncio.Lock(), LastSeen(meta["namespace"], meta["name"], 0.0))
+    memory, lock, seen = memo.agents[meta["uid"]]
+    seen.at = time.monotonic()
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
@@ -121,6 +156,7 @@ async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
             now=datetime.datetime.now(datetime.timezone.utc),
             scrape_timeout=OPTIONS.scrape_timeout_seconds,
             emit=emit,
+            interval=OPTIONS.resync_seconds,
         )
         try:
             outcome = await reconcile(ctx)

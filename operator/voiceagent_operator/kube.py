@@ -109,11 +109,12 @@ class Kube:
         result = await self.request("GET", path, query=[("labelSelector", label_selector)])
         return list(result.get("items", []))
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply under the operator's field manager, taking over conflicting fields."""
+    async def apply(self, manifest: dict[str, Any], *, force: bool) -> dict[str, Any]:
+        """Server-side apply under the operator's field manager; `force` takes back fields another manager
+        took over (only ever on an object that is ours: see `apply.decide_apply`)."""
         meta = manifest["metadata"]
         path = object_path(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
         return await self.request("PATCH", path, body=manifest, query=query, content_type=APPLY_PATCH)
 
     async def merge_patch(

@@ -25,11 +25,15 @@ _AGENT = ["namespace", "voiceagent"]
 DESIRED_REPLICAS = Gauge("voiceagent_operator_desired_replicas", "Worker replicas the operator wants", _AGENT)
 MAX_REPLICAS = Gauge("voiceagent_operator_max_replicas", "spec.scaling.maxReplicas", _AGENT)
 ACTIVE_ROOMS = Gauge("voiceagent_operator_active_rooms", "Active rooms at the last observation", _AGENT)
+UNREADABLE_PODS = Gauge(
+    "voiceagent_operator_unreadable_pods", "Ready worker pods whose active rooms could not be read (no scale-down)", _AGENT
+)
+PER_AGENT = (DESIRED_REPLICAS, MAX_REPLICAS, ACTIVE_ROOMS, UNREADABLE_PODS)
 
 
 def forget(namespace: str, name: str) -> None:
-    """Drop a deleted VoiceAgent's series."""
-    for gauge in (DESIRED_REPLICAS, MAX_REPLICAS, ACTIVE_ROOMS):
+    """Drop a VoiceAgent's series (deleted, or no longer reconciled here: this replica stands by)."""
+    for gauge in PER_AGENT:
         try:
             gauge.remove(namespace, name)
         except KeyError:

@@ -16,6 +16,7 @@ OLLAMA = "ollama"
 OLLAMA_PORT = 11434
 HEALTH_PORT: int = Settings.model_fields["health_port"].default  # livekit's health check (GET /)
 CONFIG_HASH_ANNOTATION = "agentworker.io/config-hash"
+APPLIED_HASH_ANNOTATION = "agentworker.io/applied-hash"  # on each child: a digest of what was last applied
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 

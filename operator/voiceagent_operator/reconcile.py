@@ -1,8 +1,10 @@
 """One level-based reconciliation of a VoiceAgent: observe, decide, apply, report.
 
-Every call computes the whole desired state from the spec and the live world; the apply layer
-writes only what differs and the status is patched only when it changed, so repeating a
-reconciliation against an unchanged world sends no write at all.
+Every call computes the whole desired state from the spec and the live world; `apply.decide_apply`
+sends only what changed, and the status is patched only when it changed, so repeating a
+reconciliation against an unchanged world sends no write at all. Scaling never waits for the rest:
+a spec the operator cannot act on, or a child the apiserver refuses, is reported in the status while
+the worker count keeps following the rooms, from the last spec that could be acted on.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pydantic import ValidationError
+
 from . import metrics
-from .apply import ensure_absent, ensure_present
-from .builders import desired_children
+from .builders import Children, desired_children
 from .builders.monitoring import SERVICE_MONITOR_GROUP_VERSION
+from .children import Applied, apply_child, remove_child
 from .kube import ApiError, Kube
 from .naming import Owner, selector_string
-from .scaling.deletion_cost import annotation_patches, deletion_costs
-from .scaling.observe import observe
+from .scaling.deletion_cost import pod_annotation_patches
+from .scaling.observe import PodRooms, observe
 from .scaling.policy import Decision, History, Observation, decide
-from .spec import API_VERSION, KIND, SpecError, VoiceAgentSpec, parse_spec
+from .spec import API_VERSION, DEFAULT_METRICS_PORT, KIND, Scaling, SpecError, VoiceAgentSpec, parse_spec
 from .status import (
     Condition,
-    WorkerFailure,
+    Problem,
     degraded_condition,
     existing_replicas,
     failure_conditions,
@@ -32,6 +36,7 @@ from .status import (
     ollama_condition,
     ready_replicas,
     render_conditions,
+    rooms_condition,
     status_patch,
     worker_conditions,
     worker_failure,
@@ -41,21 +46,33 @@ log = logging.getLogger(__name__)
 
 # (type, reason, message) -> an Event on the VoiceAgent.
 EventSink = Callable[[str, str, str], None]
+HISTORY_STATUS_FIELD = "scalingHistory"
 
 
 @dataclass
 class AgentMemory:
-    """What the operator remembers about one VoiceAgent between reconciliations."""
+    """What the operator remembers about one VoiceAgent between reconciliations (forgotten when paused)."""
 
     history: History = field(default_factory=History)
     # The status this operator last wrote (the apiserver's answer): the watched body can lag behind it.
     written_status: dict[str, Any] | None = None
-    # The problem last reported as a Warning event, so that a resync does not repeat it.
-    reported_problem: str | None = None
+    # Problems already reported as Warning events, so that a resync (or a new leader) does not repeat them.
+    reported_problems: frozenset[str] = frozenset()
     # The worker start-up failure last reported as a Warning event (WorkerFailure.event_key).
     reported_failure: tuple[str, str, str] | None = None
-    # Ready pods whose rooms could not be read at the last observation (logged when it changes).
-    unreadable_pods: tuple[str, ...] = ()
+    # The last spec the children could be built from: scaling goes on from it while a later one cannot.
+    last_good_spec: VoiceAgentSpec | None = None
+    restored: bool = False
+
+    def restore(self, status: dict[str, Any]) -> None:
+        """On first sight (a start, a new leader): history and reported problems from the status."""
+        if self.restored:
+            return
+        self.restored = True
+        self.history = History.from_json(status.get(HISTORY_STATUS_FIELD))
+        degraded = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"), {})
+        if degraded.get("status") == "True":
+            self.reported_problems = frozenset(filter(None, (degraded.get("message") or "").split("\n")))
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,7 @@ class Context:
     now: datetime.datetime
     scrape_timeout: float
     emit: EventSink
+    interval: float = 15.0  # seconds between resyncs (a longer silence is a gap in the scaling history)
 
     @property
     def owner(self) -> Owner:
@@ -76,140 +94,224 @@ class Context:
         return self.now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def reconcile(ctx: Context) -> str:
-    """Bring one VoiceAgent's children and status in line with its spec; returns the outcome."""
-    # What this process last wrote is fresher than a watched body that has not caught up yet.
-    status = ctx.memory.written_status or ctx.body.get("status") or {}
+def _usable_spec(ctx: Context, monitoring_api: bool) -> tuple[VoiceAgentSpec | None, Problem | None]:
+    """The spec to act on: this one if its children can be built, else the last good one, and why."""
     try:
         spec = parse_spec(ctx.body.get("spec") or {})
-        return await _reconcile_valid(ctx, spec, status)
+        desired_children(ctx.owner, spec, 1, monitoring_api=monitoring_api)  # builders catch what the schema cannot
     except SpecError as exc:
-        return await _degrade(ctx, status, "InvalidSpec", str(exc))
-    except ApiError as exc:
-        return await _degrade(ctx, status, "ApplyFailed", str(exc))
+        previous = ctx.memory.last_good_spec
+        fallback = "; scaling continues from the last valid spec" if previous else ""
+        return previous, Problem("InvalidSpec", f"{exc}{fallback}")
+    ctx.memory.last_good_spec = spec
+    return spec, None
 
 
-async def _reconcile_valid(ctx: Context, spec: VoiceAgentSpec, status: dict[str, Any]) -> str:
-    kube, owner = ctx.kube, ctx.owner
+def _scaling_only(raw: dict[str, Any]) -> tuple[Scaling | None, int]:
+    """spec.scaling and spec.metricsPort alone, for scaling while the whole spec cannot be used."""
+    try:
+        scaling = Scaling.model_validate(raw.get("scaling") or {})
+    except ValidationError:
+        scaling = None
+    port = raw.get("metricsPort")
+    return scaling, port if isinstance(port, int) and 0 < port < 65536 else DEFAULT_METRICS_PORT
+
+
+async def reconcile(ctx: Context) -> str:
+    """Bring one VoiceAgent's children and status in line with its spec; returns the outcome."""
+    kube, owner, memory = ctx.kube, ctx.owner, ctx.memory
+    # What this process last wrote is fresher than a watched body that has not caught up yet.
+    status = memory.written_status or ctx.body.get("status") or {}
+    memory.restore(status)
     monitoring_api = await kube.serves(SERVICE_MONITOR_GROUP_VERSION, "servicemonitors")
+    spec, spec_problem = _usable_spec(ctx, monitoring_api)
+    problems = [spec_problem] if spec_problem else []
+    raw = ctx.body.get("spec") or {}
+    scaling, metrics_port = (spec.scaling, spec.metrics_port) if spec else _scaling_only(raw)
+
     worker = await kube.get("apps/v1", "Deployment", owner.namespace, owner.worker)
     pods = await kube.list("v1", "Pod", owner.namespace, selector_string(owner))
-    rooms = await observe(pods, spec, owner.namespace, ctx.scrape_timeout)
-    if rooms.unknown != ctx.memory.unreadable_pods:
-        if rooms.unknown:
-            log.warning(
-                "%s/%s: cannot read active rooms from %s (port %s, source %s); no scale-down until they answer",
-                owner.namespace, owner.name, ", ".join(rooms.unknown), spec.metrics_port, spec.scaling.metrics_source,
-            )
-        ctx.memory.unreadable_pods = rooms.unknown
-    observation = Observation(rooms.total, rooms.complete, worker["spec"].get("replicas") if worker else None)
-    decision = decide(observation, spec.scaling, ctx.memory.history, ctx.now.timestamp(), pinned=spec.replicas)
+    rooms = await observe(pods, scaling, metrics_port, owner.namespace, ctx.scrape_timeout)
+    decision = None
+    if scaling is not None:
+        current = worker["spec"].get("replicas") if worker and _ours(worker, owner) else None
+        observation = Observation(rooms.total, rooms.complete, current, interval=ctx.interval)
+        pinned = spec.replicas if spec else raw.get("replicas") if isinstance(raw.get("replicas"), int) else None
+        decision = decide(observation, scaling, memory.history, ctx.now.timestamp(), pinned=pinned)
+        memory.history = decision.history
+    await _mark_pods(ctx, pods, rooms, scaling_down=decision is not None and decision.direction == "down")
 
-    # Build everything before writing anything: a spec problem found here leaves the children as they are.
-    children = desired_children(owner, spec, decision.replicas, monitoring_api=monitoring_api)
-    if decision.direction == "down":
-        for name, patch in annotation_patches(pods, deletion_costs(rooms)).items():
-            await kube.merge_patch("v1", "Pod", owner.namespace, name, patch)
-            metrics.API_WRITES.labels("Pod", "annotate").inc()
+    results: dict[str, Applied] = {}
+    if spec is not None and decision is not None:
+        children = desired_children(owner, spec, decision.replicas, monitoring_api=monitoring_api)
+        results = await _apply_all(ctx, children, decision)
+        problems += _child_problems(results)
+    worker_result = results.get(f"Deployment/{owner.worker}")
+    if decision is not None and decision.direction != "none" and (worker_result is None or worker_result.error):
+        # The full apply could not carry the new count (or there is no usable spec): scale alone.
+        problems += await _scale_alone(ctx, worker, decision.replicas)
+    if decision is not None and decision.direction != "none":
+        _announce(ctx, decision, rooms.total, scaling)
 
-    live: dict[str, dict[str, Any] | None] = {}
-    for manifest in children.present:
-        result = await ensure_present(kube, manifest)
-        live[f"{result.kind}/{result.name}"] = result.live
-        if result.action != "unchanged":
-            metrics.API_WRITES.labels(result.kind, result.action).inc()
-    for manifest in children.absent:
-        result = await ensure_absent(kube, manifest, owner.uid)
-        if result.action != "unchanged":
-            metrics.API_WRITES.labels(result.kind, result.action).inc()
-    ctx.memory.history = decision.history
-
-    last_scale = status.get("lastScaleTime")
-    if decision.direction != "none":
-        last_scale = ctx.stamp
-        _announce(ctx, decision, rooms.total, spec)
-
-    worker_live = live.get(f"Deployment/{owner.worker}")
-    ready, progressing = worker_conditions(worker_live, decision.replicas)
-    if spec.ollama.enabled and not _ollama_ready(live, owner):
-        ready = Condition("Ready", False, "OllamaNotReady", "waiting for the managed Ollama to serve its models")
-    # Only reported: the Deployment (maxUnavailable 0) keeps the old ready workers, nothing is scaled for it.
-    failure = worker_failure(pods)
-    _report_failure(ctx, failure)
-    if failure is not None:
-        ready, progressing = failure_conditions(failure, ready, decision.replicas, ready_replicas(worker_live))
-    conditions = [
-        ready,
-        progressing,
-        failure.condition() if failure else degraded_condition(None),
-        ollama_condition(spec.ollama.enabled, live.get(f"Deployment/{owner.ollama}")),
-        monitoring_condition(spec.monitoring.service_monitor.enabled, monitoring_api),
-    ]
-    desired_status = {
-        "observedGeneration": ctx.body["metadata"].get("generation", 0),
-        "replicas": existing_replicas(worker_live),
-        "readyReplicas": ready_replicas(worker_live),
-        "desiredReplicas": decision.replicas,
-        "activeRooms": rooms.total,
-        "selector": selector_string(owner),
-        **({"lastScaleTime": last_scale} if last_scale else {}),
-    }
-    desired_status["conditions"] = render_conditions(
-        conditions, status.get("conditions") or [], desired_status["observedGeneration"], ctx.stamp
-    )
+    _report_problems(ctx, problems)
+    desired_status = _status(ctx, spec, status, decision, rooms, pods, results, problems, monitoring_api)
+    if decision is not None:
+        history = decision.history.to_json()
+        # Kept with the status whenever it is written anyway (and on every scale): never a write of its own.
+        if status_patch(status, desired_status) is not None or decision.direction != "none":
+            desired_status[HISTORY_STATUS_FIELD] = history
     await _write_status(ctx, status, desired_status)
-    ctx.memory.reported_problem = None
     labels = (owner.namespace, owner.name)
-    metrics.DESIRED_REPLICAS.labels(*labels).set(decision.replicas)
-    metrics.MAX_REPLICAS.labels(*labels).set(spec.scaling.max_replicas)
+    metrics.UNREADABLE_PODS.labels(*labels).set(len(rooms.unknown))
     metrics.ACTIVE_ROOMS.labels(*labels).set(rooms.total)
-    return "ok"
+    if decision is not None and scaling is not None:
+        metrics.DESIRED_REPLICAS.labels(*labels).set(decision.replicas)
+        metrics.MAX_REPLICAS.labels(*labels).set(scaling.max_replicas)
+    for problem in problems:
+        metrics.RECONCILE_ERRORS.labels(problem.reason).inc()
+    return "degraded" if problems else "ok"
 
 
-def _ollama_ready(live: dict[str, dict[str, Any] | None], owner: Owner) -> bool:
-    return ready_replicas(live.get(f"Deployment/{owner.ollama}")) >= 1
+def _ours(live: dict[str, Any], owner: Owner) -> bool:
+    return any(ref.get("uid") == owner.uid for ref in live.get("metadata", {}).get("ownerReferences") or [])
 
 
-def _report_failure(ctx: Context, failure: WorkerFailure | None) -> None:
-    """A Warning event when workers start failing, once per cause (not on every resync or kubelet retry)."""
-    key = failure.event_key if failure else None
-    if failure is not None and key != ctx.memory.reported_failure:
-        log.warning("%s/%s: workers cannot start: %s", ctx.owner.namespace, ctx.owner.name, failure.message)
-        ctx.emit("Warning", failure.reason, failure.message)
-    ctx.memory.reported_failure = key
+async def _apply_all(ctx: Context, children: Children, decision: Decision) -> dict[str, Applied]:
+    results: dict[str, Applied] = {}
+    for manifest in children.present:
+        result = await apply_child(ctx.kube, manifest, ctx.owner.uid)
+        results[result.ref] = result
+    for manifest in children.absent:
+        result = await remove_child(ctx.kube, manifest, ctx.owner.uid)
+        results.setdefault(result.ref, result)
+    for result in results.values():
+        action = result.decision.action
+        if action in ("create", "update", "delete"):
+            metrics.API_WRITES.labels(result.kind, {"create": "applied", "update": "applied"}.get(action, "deleted")).inc()
+            if result.decision.changed == ("spec.replicas",) and not result.decision.removed:
+                continue  # a scale: its ScaledUp/ScaledDown event says why
+            reason = {"create": "Created", "update": "Updated", "delete": "Deleted"}[action]
+            ctx.emit("Normal", reason, f"{result.ref}: {result.decision.reason}")
+    return results
 
 
-def _announce(ctx: Context, decision: Decision, rooms: int, spec: VoiceAgentSpec) -> None:
+def _child_problems(results: dict[str, Applied]) -> list[Problem]:
+    problems = []
+    for result in results.values():
+        if result.decision.action == "refuse":
+            problems.append(Problem(
+                "ChildNotOwned",
+                f"{result.ref} exists and is not this VoiceAgent's: {result.decision.reason.removeprefix('left untouched: ')}; "
+                "it is left untouched: delete or rename it to let the operator create its own",
+            ))
+        elif result.error is not None:
+            problems.append(Problem("ApplyFailed", f"{result.ref}: {result.error}"))
+    return problems
+
+
+async def _scale_alone(ctx: Context, worker: dict[str, Any] | None, replicas: int) -> list[Problem]:
+    """Set only the worker count (the scale subresource) of our worker Deployment."""
+    owner = ctx.owner
+    if worker is None or not _ours(worker, owner):
+        return []
+    try:
+        await ctx.kube.merge_patch("apps/v1", "Deployment", owner.namespace, owner.worker,
+                                   {"spec": {"replicas": replicas}}, subresource="scale")
+        metrics.API_WRITES.labels("Deployment", "scale").inc()
+    except ApiError as exc:
+        return [Problem("ScaleFailed", f"Deployment/{owner.worker}: cannot scale to {replicas}: {exc}")]
+    return []
+
+
+async def _mark_pods(ctx: Context, pods: list[dict[str, Any]], rooms: PodRooms, *, scaling_down: bool) -> None:
+    """Busy pods carry do-not-evict marks; idle and unready ones carry none; deletion costs before a scale-down."""
+    owner = ctx.owner
+    for name, patch in pod_annotation_patches(pods, rooms, scaling_down=scaling_down).items():
+        try:
+            await ctx.kube.merge_patch("v1", "Pod", owner.namespace, name, patch)
+            metrics.API_WRITES.labels("Pod", "annotate").inc()
+        except ApiError as exc:
+            if exc.status != 404:  # a pod deleted since the list needs no mark
+                log.warning("%s/%s: cannot annotate pod %s: %s", owner.namespace, owner.name, name, exc)
+
+
+def _announce(ctx: Context, decision: Decision, rooms: int, scaling: Scaling) -> None:
     reason = "ScaledUp" if decision.direction == "up" else "ScaledDown"
     message = (
         f"workers {decision.current} -> {decision.replicas} ({decision.reason}): {rooms} active rooms, "
-        f"target {spec.scaling.target_active_rooms_per_replica} per worker, "
-        f"bounds {spec.scaling.min_replicas}..{spec.scaling.max_replicas}"
+        f"target {scaling.target_active_rooms_per_replica} per worker, "
+        f"bounds {scaling.min_replicas}..{scaling.max_replicas}"
     )
     log.info("%s/%s: %s", ctx.owner.namespace, ctx.owner.name, message)
     ctx.emit("Normal", reason, message)
     metrics.SCALE_DECISIONS.labels(decision.direction).inc()
 
 
-async def _degrade(ctx: Context, status: dict[str, Any], reason: str, message: str) -> str:
-    """Report the problem; the children stay exactly as they are."""
-    if ctx.memory.reported_problem != message:
-        log.warning("%s/%s degraded: %s", ctx.owner.namespace, ctx.owner.name, message)
-        ctx.emit("Warning", reason, message)
-        ctx.memory.reported_problem = message
+def _report_problems(ctx: Context, problems: list[Problem]) -> None:
+    """One Warning event per distinct problem while it lasts (not per resync, not again by a new leader)."""
+    current = frozenset(p.message for p in problems)
+    for problem in problems:
+        if problem.message not in ctx.memory.reported_problems:
+            log.warning("%s/%s: %s: %s", ctx.owner.namespace, ctx.owner.name, problem.reason, problem.message)
+            ctx.emit("Warning", problem.reason, problem.message)
+    ctx.memory.reported_problems = current
+
+
+def _status(ctx: Context, spec: VoiceAgentSpec | None, status: dict[str, Any], decision: Decision | None,
+            rooms: PodRooms, pods: list[dict[str, Any]], results: dict[str, Applied], problems: list[Problem],
+            monitoring_api: bool) -> dict[str, Any]:
+    owner = ctx.owner
     generation = ctx.body["metadata"].get("generation", 0)
-    conditions = [
-        degraded_condition(message, reason),
-        Condition("Progressing", False, reason, "reconciliation is stopped until the problem is fixed"),
-    ]
-    desired = {
+    worker_live = _live(results, f"Deployment/{owner.worker}")
+    desired = decision.replicas if decision else existing_replicas(worker_live)
+    conditions = [rooms_condition(rooms.unknown)]
+    if spec is not None:
+        ready, progressing = worker_conditions(worker_live, desired)
+        if spec.ollama.enabled and ready_replicas(_live(results, f"Deployment/{owner.ollama}")) < 1:
+            ready = Condition("Ready", False, "OllamaNotReady", "waiting for the managed Ollama to serve its models")
+        failure = worker_failure(pods)
+        _report_failure(ctx, failure)
+        if failure is not None:
+            ready, progressing = failure_conditions(failure, ready, desired, ready_replicas(worker_live))
+        conditions += [
+            ready,
+            progressing,
+            ollama_condition(spec.ollama.enabled, _live(results, f"Deployment/{owner.ollama}")),
+            monitoring_condition(spec.monitoring.service_monitor.enabled, monitoring_api),
+        ]
+        degraded = failure.condition() if failure and not problems else degraded_condition(problems)
+    else:
+        degraded = degraded_condition(problems)
+        conditions.append(Condition("Progressing", False, problems[0].reason, "waiting for a spec that can be acted on"))
+    conditions.append(degraded)
+    desired_status: dict[str, Any] = {
         "observedGeneration": generation,
-        "selector": selector_string(ctx.owner),
-        "conditions": render_conditions(conditions, status.get("conditions") or [], generation, ctx.stamp),
+        "selector": selector_string(owner),
+        "activeRooms": rooms.total,
+        **({"desiredReplicas": decision.replicas} if decision else {}),
     }
-    await _write_status(ctx, status, desired)
-    metrics.RECONCILE_ERRORS.labels(reason).inc()
-    return "degraded"
+    if spec is not None:
+        desired_status["replicas"] = existing_replicas(worker_live)
+        desired_status["readyReplicas"] = ready_replicas(worker_live)
+    last_scale = ctx.stamp if decision and decision.direction != "none" else status.get("lastScaleTime")
+    if last_scale:
+        desired_status["lastScaleTime"] = last_scale
+    desired_status["conditions"] = render_conditions(conditions, status.get("conditions") or [], generation, ctx.stamp)
+    return desired_status
+
+
+def _live(results: dict[str, Applied], ref: str) -> dict[str, Any] | None:
+    result = results.get(ref)
+    return result.live if result else None
+
+
+def _report_failure(ctx: Context, failure: Any) -> None:
+    """A Warning event when workers start failing, once per cause (not on every resync or kubelet retry)."""
+    key = failure.event_key if failure else None
+    if failure is not None and key != ctx.memory.reported_failure:
+        log.warning("%s/%s: workers cannot start: %s", ctx.owner.namespace, ctx.owner.name, failure.message)
+        ctx.emit("Warning", failure.reason, failure.message)
+    ctx.memory.reported_failure = key
 
 
 async def _write_status(ctx: Context, current: dict[str, Any], desired: dict[str, Any]) -> None:

@@ -180,10 +180,34 @@ def monitoring_condition(enabled: bool, api_served: bool) -> Condition:
     return Condition("MonitoringReady", True, "ServiceMonitorApplied", "the worker ServiceMonitor is in place")
 
 
-def degraded_condition(problem: str | None, reason: str = "") -> Condition:
-    if problem is None:
+@dataclass(frozen=True)
+class Problem:
+    """Something the operator could not do: `reason` is the Degraded reason, `message` names the object or field."""
+
+    reason: str  # InvalidSpec, ChildNotOwned, ApplyFailed, ScaleFailed
+    message: str
+
+
+def degraded_condition(problems: list[Problem]) -> Condition:
+    """Degraded names every current problem, one a line (the first one's reason)."""
+    if not problems:
         return Condition("Degraded", False, "AsExpected", "")
-    return Condition("Degraded", True, reason, problem)
+    return Condition("Degraded", True, problems[0].reason, "\n".join(p.message for p in problems))
+
+
+MAX_NAMED_PODS = 5
+
+
+def rooms_condition(unreadable: tuple[str, ...]) -> Condition:
+    """Whether every ready worker pod told its active rooms (an unreadable one blocks every scale-down)."""
+    if not unreadable:
+        return Condition("RoomsObserved", True, "AllPodsAnswered", "every ready worker pod reported its active rooms")
+    named = ", ".join(unreadable[:MAX_NAMED_PODS]) + (f" and {len(unreadable) - MAX_NAMED_PODS} more" if len(unreadable) > MAX_NAMED_PODS else "")
+    return Condition(
+        "RoomsObserved", False, "PodsUnreadable",
+        f"cannot read active rooms from {named}; no scale-down until they answer "
+        "(check the pods' metrics port and spec.metricsPort, or spec.scaling.prometheusUrl)",
+    )
 
 
 def render_conditions(

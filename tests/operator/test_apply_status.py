@@ -1,62 +1,153 @@
-"""The apply layer's comparison, and status conditions that only change when the world does."""
+"""What to apply (`apply.decide_apply`), and status conditions that only change when the world does."""
 
 from __future__ import annotations
 
-import pytest
-
-from voiceagent_operator.apply import matches
+from voiceagent_operator.apply import CREATE, REFUSE, SKIP, UPDATE, decide_apply, stamped
+from voiceagent_operator.naming import APPLIED_HASH_ANNOTATION
 from voiceagent_operator.status import (
     Condition,
+    Problem,
+    degraded_condition,
     monitoring_condition,
     ollama_condition,
     render_conditions,
+    rooms_condition,
     status_patch,
     worker_conditions,
 )
 
-DESIRED = {
-    "metadata": {"name": "w", "labels": {"a": "1"}},
-    "spec": {
-        "replicas": 2,
-        "template": {"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "0.5", "gpu": 1}}}], "volumes": []}},
-    },
-}
+OWNER = {"apiVersion": "agentworker.io/v1alpha1", "kind": "VoiceAgent", "name": "va", "uid": "uid-1", "controller": True}
 
 
-def test_a_live_object_with_extra_server_fields_matches() -> None:
-    live = {
-        "metadata": {"name": "w", "labels": {"a": "1", "extra": "x"}, "uid": "u", "managedFields": [{}]},
-        "spec": {
-            "replicas": 2,
-            "progressDeadlineSeconds": 600,
-            "template": {"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "500m", "gpu": "1"}}, "terminationMessagePath": "/dev/x"}]}},
-        },
-        "status": {"readyReplicas": 2},
+def desired(**pod_spec) -> dict:
+    return stamped({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "va-worker", "namespace": "voice", "labels": {"a": "1"}, "ownerReferences": [OWNER]},
+        "spec": {"replicas": 2, "template": {"spec": {
+            "containers": [{"name": "c", "image": "w:1", "resources": {"requests": {"cpu": "0.5"}},
+                            "ports": [{"containerPort": 9100, "protocol": "TCP"}]}], **pod_spec}}},
+    })
+
+
+def fields(pod_spec_fields: dict | None = None) -> dict:
+    """The fieldsV1 an apiserver records for our apply of `desired()` (plus extra pod spec fields)."""
+    return {
+        "f:metadata": {"f:annotations": {f"f:{APPLIED_HASH_ANNOTATION}": {}}, "f:labels": {"f:a": {}},
+                       "f:ownerReferences": {'k:{"uid":"uid-1"}': {}}},
+        "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {
+            "f:containers": {'k:{"name":"c"}': {
+                ".": {}, "f:name": {}, "f:image": {}, "f:resources": {"f:requests": {"f:cpu": {}}},
+                "f:ports": {'k:{"containerPort":9100,"protocol":"TCP"}': {".": {}, "f:containerPort": {}, "f:protocol": {}}},
+            }}, **(pod_spec_fields or {})}}},
     }
-    assert matches(DESIRED, live)
 
 
-@pytest.mark.parametrize(
-    "live_change",
-    [
-        lambda live: live["spec"].update(replicas=3),
-        lambda live: live["metadata"]["labels"].update(a="2"),
-        lambda live: live["spec"]["template"]["spec"]["containers"].append({"name": "sidecar"}),
-        lambda live: live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].update(cpu="1"),
-        lambda live: live["metadata"].pop("labels"),
-    ],
-)
-def test_any_difference_in_a_field_the_operator_sets_does_not_match(live_change) -> None:
+def live_of(manifest: dict, owned: dict | None, manager: str = "voiceagent-operator", **changes) -> dict:
+    """What the apiserver returns: our manifest as stored (quantities canonical, defaults added), managedFields."""
     import copy
 
-    live = copy.deepcopy(DESIRED)
-    live_change(live)
-    assert not matches(DESIRED, live)
+    live = copy.deepcopy(manifest)
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["resources"]["requests"]["cpu"] = "500m"
+    container["terminationMessagePath"] = "/dev/termination-log"
+    live["spec"]["progressDeadlineSeconds"] = 600
+    live["metadata"].update(uid="child-uid", resourceVersion="7")
+    if owned is not None:
+        live["metadata"]["managedFields"] = [
+            {"manager": manager, "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": owned},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
+        ]
+    for key, value in changes.items():
+        live["spec"]["template"]["spec"][key] = value
+    return live
 
 
-def test_strings_that_are_not_quantities_compare_exactly() -> None:
-    assert not matches({"image": "a:1"}, {"image": "a:2"})
-    assert not matches({"enabled": True}, {"enabled": 1})
+def test_a_missing_child_is_created() -> None:
+    assert decide_apply(desired(), None, "uid-1").action == CREATE
+
+
+def test_a_child_as_last_applied_is_skipped_though_quantities_are_stored_in_another_form() -> None:
+    want = desired()
+    assert decide_apply(want, live_of(want, fields()), "uid-1").action == SKIP
+
+
+def test_a_field_rewritten_by_admission_is_not_a_difference() -> None:
+    want = desired()
+    live = live_of(want, fields())
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.mirror/w:1"  # a mutating policy's rewrite
+    assert decide_apply(want, live, "uid-1").action == SKIP
+
+
+def test_a_field_we_own_and_no_longer_want_is_removed() -> None:
+    before = desired(nodeSelector={"gpu": "yes"}, tolerations=[{"key": "k", "operator": "Exists"}])
+    live = live_of(before, fields({"f:nodeSelector": {"f:gpu": {}}, "f:tolerations": {}}),
+                   nodeSelector={"gpu": "yes"}, tolerations=[{"key": "k", "operator": "Exists"}])
+
+    decision = decide_apply(desired(), live, "uid-1")
+
+    assert decision.action == UPDATE
+    assert decision.removed == ("spec.template.spec.nodeSelector", "spec.template.spec.tolerations")
+    assert "removed spec.template.spec.nodeSelector" in decision.reason
+
+
+def test_an_owner_reference_we_no_longer_want_is_removed() -> None:
+    want = desired()
+    live = live_of(want, fields())
+    unowned = stamped({**{k: v for k, v in want.items() if k != "metadata"},
+                       "metadata": {k: v for k, v in want["metadata"].items() if k not in ("ownerReferences", "annotations")}})
+    assert decide_apply(unowned, live, "uid-1").removed == ("metadata.ownerReferences",)
+
+
+def test_a_changed_value_is_applied_and_named() -> None:
+    before = desired()
+    after = stamped({**before, "spec": {**before["spec"], "replicas": 3}})
+    decision = decide_apply(after, live_of(before, fields()), "uid-1")
+    assert (decision.action, decision.changed) == (UPDATE, ("spec.replicas",))
+
+
+def test_a_field_another_manager_took_over_is_taken_back() -> None:
+    want = desired()
+    owned = fields()
+    del owned["f:spec"]["f:replicas"]  # `kubectl scale deployment` now owns it
+    decision = decide_apply(want, live_of(want, owned), "uid-1")
+    assert (decision.action, decision.changed) == (UPDATE, ("spec.replicas",))
+
+
+def test_an_object_someone_else_created_is_never_touched() -> None:
+    want = desired()
+    theirs = live_of(want, fields(), manager="kubectl")
+    theirs["metadata"].pop("ownerReferences")
+    controlled = live_of(want, fields())
+    controlled["metadata"]["ownerReferences"] = [{**OWNER, "kind": "Application", "name": "argo", "uid": "other"}]
+
+    assert decide_apply(want, theirs, "uid-1").action == REFUSE
+    assert "not created by voiceagent-operator" in decide_apply(want, theirs, "uid-1").reason
+    assert decide_apply(want, controlled, "uid-1").action == REFUSE
+    assert "Application argo" in decide_apply(want, controlled, "uid-1").reason
+
+
+def test_an_object_without_controller_that_we_applied_is_ours_again() -> None:
+    want = desired()
+    retained = stamped({**want, "metadata": {k: v for k, v in want["metadata"].items() if k != "ownerReferences"}})
+    owned = fields()
+    del owned["f:metadata"]["f:ownerReferences"]
+    live = live_of(retained, owned)  # a retained model volume: never owned, then the policy becomes Delete
+    decision = decide_apply(want, live, "uid-1")
+    assert decision.action == UPDATE and decision.changed[0].startswith("metadata.ownerReferences")
+
+
+def test_without_managed_fields_only_the_hash_decides() -> None:
+    want = desired()
+    assert decide_apply(want, live_of(want, None), "uid-1").action == SKIP
+
+
+def test_degraded_names_every_problem_and_rooms_observed_names_the_pods() -> None:
+    degraded = degraded_condition([Problem("ChildNotOwned", "Deployment/va-worker exists"), Problem("ApplyFailed", "x")])
+    assert (degraded.status, degraded.reason, degraded.message) == (True, "ChildNotOwned", "Deployment/va-worker exists\nx")
+    assert degraded_condition([]).reason == "AsExpected"
+    unreadable = rooms_condition(("w-1", "w-2"))
+    assert (unreadable.status, unreadable.reason) == (False, "PodsUnreadable") and "w-1, w-2" in unreadable.message
+    assert rooms_condition(()).status is True
 
 
 def test_conditions_keep_their_transition_time_while_unchanged() -> None:

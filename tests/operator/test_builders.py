@@ -114,12 +114,19 @@ def test_a_rollout_never_takes_a_serving_worker_away_before_its_replacement_is_r
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError", "a crash's last line reaches the status"
 
 
-@pytest.mark.parametrize(("grace", "drain"), [(600, 585), (3600, 3585), (20, 5), (10, 1), (0, 1)])
+@pytest.mark.parametrize(("grace", "drain"), [(600, 585), (3600, 3585), (20, 5), (16, 1)])
 def test_the_workers_drain_ends_15_seconds_before_the_pods_grace_period(owner: Owner, grace: int, drain: int) -> None:
     spec = parse_spec(groq_spec(terminationGracePeriodSeconds=grace))
     pod = worker_deployment(owner, spec, replicas=1)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == grace
     assert config_data(owner, spec)[env_name("drain_timeout")] == str(drain)
+    assert pod["automountServiceAccountToken"] is False  # the worker never calls the Kubernetes API
+
+
+@pytest.mark.parametrize("grace", [15, 10, 0])
+def test_a_grace_period_without_room_for_a_drain_and_its_margin_is_refused(grace: int) -> None:
+    with pytest.raises(SpecError, match="spec.terminationGracePeriodSeconds: .*greater than or equal to 16"):
+        parse_spec(groq_spec(terminationGracePeriodSeconds=grace))
 
 
 def test_a_settings_change_rolls_the_workers_through_the_config_hash(owner: Owner) -> None:

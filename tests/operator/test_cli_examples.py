@@ -21,10 +21,14 @@ from voiceagent_operator.spec import CROSS_FIELD_RULES, VoiceAgentSpec, parse_sp
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
 
 
-def test_run_defaults_to_all_namespaces_and_a_liveness_endpoint() -> None:
+def test_run_defaults_to_all_namespaces_a_liveness_endpoint_and_mandatory_peering() -> None:
     assert run_arguments([]) == [
-        "run", "-m", "voiceagent_operator.handlers", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"
+        "run", "-m", "voiceagent_operator.handlers", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz",
+        "--peering=voiceagent-operator",
     ]
+    assert [a for a in run_arguments(["--peering=release-b"]) if "peering" in a] == ["--peering=release-b"]
+    assert [a for a in run_arguments(["-P", "release-b"]) if "peering" in a] == []  # kopf reads `-P NAME` itself
+    assert not [a for a in run_arguments(["--standalone"]) if "peering" in a]
     scoped = run_arguments(["--namespace=voice", "--liveness=http://127.0.0.1:9999/healthz", "--standalone"])
     assert "--all-namespaces" not in scoped and scoped.count("--namespace=voice") == 1
     assert [a for a in scoped if a.startswith("--liveness")] == ["--liveness=http://127.0.0.1:9999/healthz"]

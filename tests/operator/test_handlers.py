@@ -16,9 +16,16 @@ async def _started(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
 
 async def test_two_replicas_peer_with_different_priorities_so_one_stays_active() -> None:
     first, second = await _started(kopf.OperatorSettings()), await _started(kopf.OperatorSettings())
-    assert first.peering.name == second.peering.name == "voiceagent-operator"
     assert first.peering.priority > 0 and second.peering.priority > 0
     assert first.peering.priority != second.peering.priority
+
+
+async def test_the_peering_name_from_the_command_line_is_kept_and_a_dead_leader_expires_within_15_seconds() -> None:
+    settings = kopf.OperatorSettings()
+    settings.peering.name, settings.peering.mandatory = "release-b-operator", True  # as `kopf run --peering=...` sets them
+    started = await _started(settings)
+    assert (started.peering.name, started.peering.mandatory) == ("release-b-operator", True)
+    assert started.peering.lifetime <= 10  # renewed every 1-5 s; a standby resumes when it expires
 
 
 async def test_an_explicit_priority_is_kept() -> None:

@@ -9,7 +9,12 @@ from loopback import exposition, free_port, metrics_endpoints, pod
 from va_examples import groq_spec
 
 from voiceagent_operator.naming import DELETION_COST_ANNOTATION
-from voiceagent_operator.scaling.deletion_cost import UNKNOWN_ROOMS_COST, annotation_patches, deletion_costs
+from voiceagent_operator.scaling.deletion_cost import (
+    DO_NOT_DISRUPT_ANNOTATION,
+    SAFE_TO_EVICT_ANNOTATION,
+    UNKNOWN_ROOMS_COST,
+    pod_annotation_patches,
+)
 from voiceagent_operator.scaling.observe import PodRooms, active_sessions, observe, scrape_pods
 from voiceagent_operator.spec import parse_spec
 
@@ -51,20 +56,41 @@ async def test_prometheus_is_queried_by_pod_when_the_spec_says_so() -> None:
     await web.TCPSite(runner, "127.0.2.1", port).start()
     try:
         spec = parse_spec(groq_spec(scaling={"metricsSource": "prometheus", "prometheusUrl": f"http://127.0.2.1:{port}"}))
-        rooms = await observe([pod("a", "127.0.1.1"), pod("b", "127.0.1.2")], spec, "voice", timeout=2)
+        rooms = await observe([pod("a", "127.0.1.1"), pod("b", "127.0.1.2")], spec.scaling, spec.metrics_port, "voice", timeout=2)
     finally:
         await runner.cleanup()
     assert rooms == PodRooms(rooms={"a": 3}, unknown=("b",))
     assert seen == ['sum by (pod) (agent_worker_active_sessions{namespace="voice"})']
 
 
-def test_deletion_cost_is_the_room_count_and_unknown_pods_are_expensive() -> None:
-    costs = deletion_costs(PodRooms(rooms={"a": 0, "b": 7}, unknown=("c",)))
-    assert costs == {"a": "0", "b": "7", "c": str(UNKNOWN_ROOMS_COST)}
+BUSY = {SAFE_TO_EVICT_ANNOTATION: "false", DO_NOT_DISRUPT_ANNOTATION: "true"}
 
 
-def test_only_pods_whose_cost_changed_are_patched() -> None:
-    pods = [pod("a", "127.0.1.1", **{DELETION_COST_ANNOTATION: "0"}), pod("b", "127.0.1.2"), pod("d", None)]
-    patches = annotation_patches(pods, {"a": "0", "b": "7"})
-    assert patches == {"b": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "7"}}}}
-    assert json.dumps(patches)  # a plain merge patch
+def test_busy_pods_are_marked_and_idle_or_unready_pods_lose_every_mark() -> None:
+    stale = {**BUSY, DELETION_COST_ANNOTATION: "3"}
+    pods = [pod("busy", "127.0.1.1"), pod("idle", "127.0.1.2", **stale), pod("unready", None, **stale),
+            pod("unknown", "127.0.1.3", **BUSY)]
+    rooms = PodRooms(rooms={"busy": 2, "idle": 0}, unknown=("unknown",))
+
+    patches = pod_annotation_patches(pods, rooms, scaling_down=False)
+
+    cleared = {"metadata": {"annotations": dict.fromkeys(stale)}}
+    assert patches == {"busy": {"metadata": {"annotations": BUSY}}, "idle": cleared, "unready": cleared}
+    assert json.dumps(patches)  # a plain merge patch: null removes
+
+
+def test_before_a_scale_down_the_deletion_cost_is_the_room_count_and_unknown_pods_are_expensive() -> None:
+    pods = [pod("a", "127.0.1.1"), pod("b", "127.0.1.2", **BUSY), pod("c", "127.0.1.3")]
+    rooms = PodRooms(rooms={"a": 0, "b": 7}, unknown=("c",))
+
+    patches = pod_annotation_patches(pods, rooms, scaling_down=True)
+
+    assert patches == {
+        "b": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: "7"}}},
+        "c": {"metadata": {"annotations": {DELETION_COST_ANNOTATION: str(UNKNOWN_ROOMS_COST)}}},
+    }
+
+
+def test_pods_whose_marks_are_as_wanted_get_no_patch() -> None:
+    pods = [pod("a", "127.0.1.1", **BUSY, **{DELETION_COST_ANNOTATION: "7"}), pod("b", "127.0.1.2")]
+    assert pod_annotation_patches(pods, PodRooms(rooms={"a": 7, "b": 0}, unknown=()), scaling_down=True) == {}

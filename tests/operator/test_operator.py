@@ -12,9 +12,10 @@ import pytest
 from cluster import NAMESPACE, SERVICE_MONITORS, VOICEAGENTS, eventually, obj, voiceagent, writes
 from kubelet import crash_loop, err_image_pull, image_pull_back_off, running, worker_pod
 from loopback import exposition, free_port, metrics_endpoints, pod
-from va_examples import groq_spec, ollama_spec
+from va_examples import REACTIVE, groq_spec, ollama_spec
 
 from voiceagent_operator.naming import DELETION_COST_ANNOTATION, Owner, selector_labels, selector_string
+from voiceagent_operator.scaling.deletion_cost import SAFE_TO_EVICT_ANNOTATION
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -187,7 +188,8 @@ async def test_workers_scale_on_active_rooms_and_idle_pods_are_marked_for_remova
     ips = ["127.0.3.1", "127.0.3.2"]
     rooms: dict[str, str | int] = {ips[0]: exposition(0), ips[1]: exposition(0)}
     port = free_port(ips)
-    scaling = {"minReplicas": 1, "maxReplicas": 5, "targetActiveRoomsPerReplica": 3, "scaleDownStabilizationSeconds": 1}
+    scaling = {"minReplicas": 1, "maxReplicas": 5, "targetActiveRoomsPerReplica": 3, "scaleDownStabilizationSeconds": 1,
+               **REACTIVE}
     async with metrics_endpoints(rooms, port):
         await add_worker_pods(api, ips)
         await create(api, "support", groq_spec(metricsPort=port, scaling=scaling))
@@ -204,10 +206,12 @@ async def test_workers_scale_on_active_rooms_and_idle_pods_are_marked_for_remova
         rooms[ips[0]], rooms[ips[1]] = exposition(0), exposition(2)
         await eventually(lambda: replicas(api) == 1, timeout=10)
         pods = {n: obj(api, "v1/pods", n)["metadata"]["annotations"] for n in ("support-worker-0", "support-worker-1")}
-        assert pods["support-worker-0"][DELETION_COST_ANNOTATION] == "0"
+        assert DELETION_COST_ANNOTATION not in pods["support-worker-0"]  # idle: no cost (0), so it goes first
+        assert SAFE_TO_EVICT_ANNOTATION not in pods["support-worker-0"]
         assert pods["support-worker-1"][DELETION_COST_ANNOTATION] == "2"
+        assert pods["support-worker-1"][SAFE_TO_EVICT_ANNOTATION] == "false"  # busy: node autoscalers leave it
         order = [w for w in writes(api) if "/pods/" in w or "deployments/support-worker" in w]
-        assert order.index(f"PATCH /api/v1/namespaces/{NAMESPACE}/pods/support-worker-0") < len(order) - 1
+        assert max(i for i, w in enumerate(order) if w.endswith("/pods/support-worker-1")) < len(order) - 1
         assert order[-1].endswith("deployments/support-worker"), "the costs are set before the scale-down"
         down = await eventually(lambda: events(api, "ScaledDown"))
         assert "3 -> 1" in down[0]["message"]
@@ -217,7 +221,7 @@ async def test_an_unreachable_pod_blocks_scale_down_but_not_scale_up(api) -> Non
     ips = ["127.0.4.1", "127.0.4.2"]
     rooms: dict[str, str | int] = {ips[0]: exposition(7), ips[1]: 503}
     port = free_port(ips)
-    scaling = {"maxReplicas": 5, "targetActiveRoomsPerReplica": 2, "scaleDownStabilizationSeconds": 0}
+    scaling = {"maxReplicas": 5, "targetActiveRoomsPerReplica": 2, "scaleDownStabilizationSeconds": 0, **REACTIVE}
     async with metrics_endpoints(rooms, port):
         await add_worker_pods(api, ips)
         await create(api, "support", groq_spec(metricsPort=port, scaling=scaling))

@@ -6,6 +6,9 @@ import copy
 from typing import Any
 
 
+# The reactive scaling rule (no headroom), for tests that count pods against rooms.
+REACTIVE = {"podStartSeconds": 0, "spareSessions": 0}
+
 GROQ_SPEC: dict[str, Any] = {
     "image": "registry.example/agent-worker:0.1.0",
     "agentName": "support",
@@ -14,7 +17,7 @@ GROQ_SPEC: dict[str, Any] = {
     "preResponse": {"model": "llama-3.1-8b-instant"},
     "stt": {"provider": "deepgram", "credentialsSecret": "deepgram"},
     "tts": {"provider": "openai", "credentialsSecret": "openai"},
-    "scaling": {"minReplicas": 1, "maxReplicas": 5, "targetActiveRoomsPerReplica": 4},
+    "scaling": {"minReplicas": 1, "maxReplicas": 5, "targetActiveRoomsPerReplica": 4, **REACTIVE},
 }
 
 

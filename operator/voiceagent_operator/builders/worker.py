@@ -62,6 +62,8 @@ def worker_container(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
 def worker_deployment(owner: Owner, spec: VoiceAgentSpec, replicas: int) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "securityContext": RESTRICTED_POD_SECURITY,
+        # The worker never calls the Kubernetes API: no token in its pods.
+        "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "containers": [worker_container(owner, spec)],
         "volumes": [{"name": "tmp", "emptyDir": {}}],

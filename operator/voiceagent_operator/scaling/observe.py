@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent_worker.metric_names import ACTIVE_SESSIONS
 
-from ..spec import VoiceAgentSpec
+from ..spec import Scaling
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ async def query_prometheus(pods: list[dict[str, Any]], url: str, namespace: str,
     )
 
 
-async def observe(pods: list[dict[str, Any]], spec: VoiceAgentSpec, namespace: str, timeout: float) -> PodRooms:
-    if spec.scaling.metrics_source == "prometheus" and spec.scaling.prometheus_url:
-        return await query_prometheus(pods, spec.scaling.prometheus_url, namespace, timeout)
-    return await scrape_pods(pods, spec.metrics_port, timeout)
+async def observe(
+    pods: list[dict[str, Any]], scaling: Scaling | None, metrics_port: int, namespace: str, timeout: float
+) -> PodRooms:
+    if scaling is not None and scaling.metrics_source == "prometheus" and scaling.prometheus_url:
+        return await query_prometheus(pods, scaling.prometheus_url, namespace, timeout)
+    return await scrape_pods(pods, metrics_port, timeout)
