@@ -180,6 +180,13 @@ class Monitoring(_Model):
         description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
     )
     spare_sessions: int = Field(
+        0, ge=0, le=10000, description="Free sessions kept beyond the active rooms, their expected rise and sqrt(rooms) for chance"
+    )
+    pod_start_seconds: int = Field(
+        30, ge=0, le=3600,
+        description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
+    )
+    spare_sessions: int = Field(
         10, ge=0, le=10000, description="Free sessions kept beyond the active rooms and their expected rise, for callers arriving at random"
     )
     service_monitor: ServiceMonitorSpec = _nested(ServiceMonitorSpec)
