@@ -164,6 +164,13 @@ class Scaling(_Model):
     target_active_rooms_per_replica: int = Field(10, ge=1, description="Active rooms one worker pod should carry")
     scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="Scale up to the lowest recommendation seen in this window")
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=86400, description="Scale down only to the highest recommendation seen in this window")
+    pod_start_seconds: int = Field(
+        30, ge=0, le=3600,
+        description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
+    )
+    spare_sessions: int = Field(
+        0, ge=0, le=10000, description="Free sessions kept beyond the active rooms, their expected rise and sqrt(rooms) for chance"
+    )
     metrics_source: Literal["pods", "prometheus"] = Field("pods", description="Scrape worker pods directly, or query Prometheus")
     prometheus_url: str | None = Field(None, description="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
 
@@ -175,20 +182,6 @@ class ServiceMonitorSpec(_Model):
 
 
 class Monitoring(_Model):
-    pod_start_seconds: int = Field(
-        30, ge=0, le=3600,
-        description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
-    )
-    spare_sessions: int = Field(
-        0, ge=0, le=10000, description="Free sessions kept beyond the active rooms, their expected rise and sqrt(rooms) for chance"
-    )
-    pod_start_seconds: int = Field(
-        30, ge=0, le=3600,
-        description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
-    )
-    spare_sessions: int = Field(
-        10, ge=0, le=10000, description="Free sessions kept beyond the active rooms and their expected rise, for callers arriving at random"
-    )
     service_monitor: ServiceMonitorSpec = _nested(ServiceMonitorSpec)
 
 
