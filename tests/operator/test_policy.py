@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +13,7 @@ from voiceagent_operator.scaling.policy import (
     History,
     Observation,
     Recommendation,
+    RoomsSample,
     clamp,
     decide,
     needed_replicas,
@@ -238,3 +241,75 @@ def test_the_stored_history_stays_bounded(points) -> None:
         history = decide(Observation(rooms * 4, True, 1, interval=1), spec, history, NOW + at).history
     assert len(history.recommendations) <= MAX_RECOMMENDATIONS
     assert len(history.to_json()) <= 40 * MAX_RECOMMENDATIONS + 100
+
+
+# --- the headroom rule ------------------------------------------------------------------------
+
+
+def headroom_scaling(**values: int) -> Scaling:
+    return scaling(**{"maxReplicas": 200, "targetActiveRoomsPerReplica": 10, "podStartSeconds": 30, "spareSessions": 0, **values})
+
+
+def test_a_steady_fleet_keeps_sqrt_rooms_free() -> None:
+    history = History((Recommendation(NOW - 15, 13),), NOW - 1000, (RoomsSample(NOW - 15, 100),))
+    decision = decide(Observation(100, True, 10, interval=15), headroom_scaling(), history, NOW)
+    assert decision.recommendation == 11  # ceil((100 + sqrt(100)) / 10)
+
+
+def test_rising_rooms_scale_up_ahead_of_them() -> None:
+    # 30 more rooms in the last 15 s: 2 a second, for the 30 s start and the next 15 s interval.
+    history = History((Recommendation(NOW - 15, 8),), NOW - 1000, (RoomsSample(NOW - 15, 71),))
+    decision = decide(Observation(101, True, 10, interval=15), headroom_scaling(), history, NOW)
+    assert decision.recommendation == 21  # ceil((101 + 2 x 45 + sqrt(101)) / 10)
+    assert (decision.replicas, decision.reason) == (20, "RoomsAboveTarget")  # at most doubled per step
+
+
+@st.composite
+def rising(draw: st.DrawFn) -> tuple[Scaling, list[int], float]:
+    spec = headroom_scaling(podStartSeconds=draw(st.integers(1, 300)), spareSessions=draw(st.integers(0, 50)),
+                            targetActiveRoomsPerReplica=draw(st.integers(1, 20)), maxReplicas=10_000)
+    rooms = draw(st.lists(st.integers(0, 2000), min_size=2, max_size=8))
+    return spec, rooms, draw(st.sampled_from([2.0, 5.0, 15.0, 30.0]))
+
+
+def recommendations(spec: Scaling, rooms: list[int], interval: float) -> tuple[list[int], History]:
+    history, out = History(), []
+    for step, count in enumerate(rooms):
+        decision = decide(Observation(count, True, 1, interval=interval), spec, history, NOW + step * interval)
+        out.append(decision.recommendation)
+        history = decision.history
+    return out, history
+
+
+@settings(max_examples=300, deadline=None)
+@given(rising())
+def test_headroom_never_recommends_less_than_the_reactive_rule_plus_spare(case) -> None:
+    spec, rooms, interval = case
+    got, _ = recommendations(spec, rooms, interval)
+    for count, recommendation in zip(rooms, got):
+        assert recommendation >= clamp(needed_replicas(count + spec.spare_sessions, spec), spec)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rising())
+def test_a_faster_rise_never_gets_less_headroom(case) -> None:
+    spec, rooms, interval = case
+    last = rooms[-1]
+    slow, _ = recommendations(spec, [*rooms[:-2], max(0, last - 10), last], interval)
+    fast, _ = recommendations(spec, [*rooms[:-2], max(0, last - 40), last], interval)
+    assert fast[-1] >= slow[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rising())
+def test_the_headroom_covers_the_last_rise_for_a_whole_start(case) -> None:
+    spec, rooms, interval = case
+    got, _ = recommendations(spec, rooms, interval)
+    rise = max(0, rooms[-1] - rooms[-2]) / interval
+    need = rooms[-1] + rise * (spec.pod_start_seconds + interval) + spec.spare_sessions
+    assert got[-1] >= clamp(math.ceil(need / spec.target_active_rooms_per_replica), spec)
+
+
+def test_podstart_zero_and_no_spare_is_the_reactive_rule() -> None:
+    got, _ = recommendations(headroom_scaling(podStartSeconds=0), [0, 50, 120, 121], 15.0)
+    assert got == [1, 5, 12, 13]

@@ -1,8 +1,9 @@
 """The autoscaling policy: a pure function of (observation, scaling spec, history, now) -> decision.
 
 Recommend enough workers for the rooms now plus the rise expected before a pod started now is
-ready, plus spare sessions: ceil((rooms + max(0, rise per second) x (podStartSeconds + interval)
-+ spareSessions) / target), clamped to [min, max]. Scale up at once to the lowest recommendation of
+ready, plus room for chance: ceil((rooms + rise/s x (podStartSeconds + interval) + sqrt(rooms)
++ spareSessions) / target), clamped to [min, max] (podStartSeconds 0: ceil((rooms + spareSessions)
+/ target), the reactive rule when spareSessions is 0 too). Scale up at once to the lowest recommendation of
 the scale-up window (at most doubling, or +4, per step); scale down only after observing for a whole
 scale-down window without a gap, and only to the highest recommendation in it.
 """
@@ -94,11 +95,12 @@ class History:
         return self.recommendations[-1].at if self.recommendations else None
 
     def rise_per_second(self, now: float, rooms: int, lookback: float) -> float:
-        """How fast rooms grew over the look-back (the oldest sample in it against now); 0 when falling."""
-        past = [s for s in self.rooms if 0 < now - s.at <= lookback]
-        if not past:
-            return 0.0
-        return max(0.0, (rooms - past[0].rooms) / (now - past[0].at))
+        """The steepest rise of rooms up to now from any sample in the look-back; 0 when none rose.
+
+        The steepest, not the average: at the start of a surge the last interval rises faster than
+        the last minute, and the surge is what the headroom is for."""
+        slopes = [(rooms - s.rooms) / (now - s.at) for s in self.rooms if 0 < now - s.at <= lookback]
+        return max([0.0, *slopes])
 
 
 @dataclass(frozen=True)
@@ -155,15 +157,17 @@ def trend_lookback(interval: float) -> float:
     return max(TREND_SECONDS, 2 * interval)
 
 
-def headroom(rise_per_second: float, scaling: Scaling, interval: float) -> float:
-    """Sessions to keep free: the rise expected until a pod ordered now serves, plus the spare ones."""
+def headroom(rooms: int, rise_per_second: float, scaling: Scaling, interval: float) -> float:
+    """Sessions to keep free until a pod ordered now serves: the rise expected by then, sqrt(rooms)
+    for the randomness of arrivals and ends (square-root staffing), and the spare sessions."""
     if scaling.pod_start_seconds == 0:
         return float(scaling.spare_sessions)
-    return rise_per_second * (scaling.pod_start_seconds + interval) + scaling.spare_sessions
+    expected_rise = rise_per_second * (scaling.pod_start_seconds + interval)
+    return expected_rise + math.sqrt(rooms) + scaling.spare_sessions
 
 
 def recommended_replicas(rooms: int, rise_per_second: float, scaling: Scaling, interval: float) -> int:
-    demand = rooms + headroom(rise_per_second, scaling, interval)
+    demand = rooms + headroom(rooms, rise_per_second, scaling, interval)
     return clamp(math.ceil(demand / scaling.target_active_rooms_per_replica), scaling)
 
 
