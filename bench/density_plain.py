@@ -1,0 +1,42 @@
+"""The baseline of bench/density.py: a plain livekit `Agent` on the same providers, VAD, turn
+detector and session options as the worker, without anything of ours per turn (no
+PreResponseAgent, no SessionRecorder, no metrics exporter).
+
+Run as livekit runs the worker: `python -m livekit.agents start bench/density_plain.py`, with the
+worker's environment (AGENT_*; AGENT_PRERESPONSE_ENABLED=false, so no fast LLM is built).
+"""
+
+from __future__ import annotations
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext
+
+from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
+from agent_worker.providers import build_components, build_turn_handling
+from agent_worker.server import prewarm, session_connect_options, session_load
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    settings = ctx.proc.userdata.get("settings") or load_settings()
+    components = build_components(settings, ctx.proc.userdata.get("vad"))
+    session = AgentSession(
+        stt=components.stt.instance,
+        llm=components.main.instance,
+        tts=components.tts.instance,
+        vad=components.vad,
+        turn_handling=build_turn_handling(settings),
+        conn_options=session_connect_options(settings),
+    )
+    session.on("close", lambda ev: ctx.shutdown(reason="session closed"))
+    await session.start(Agent(instructions=settings.instructions), room=ctx.room)
+
+
+def create_server() -> AgentServer:
+    settings = load_settings()
+    load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
+    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold,
+                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, **load)
+    agent_server.rtc_session(entrypoint, agent_name=settings.name)
+    return agent_server
+
+
+server = create_server()
