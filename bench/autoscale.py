@@ -9,7 +9,7 @@ operator had (ceil(rooms / target): podStartSeconds 0, spareSessions 0), the hea
 VoiceAgent defaults, and a fixed fleet sized for the day's peak. Each is set against the clairvoyant
 floor: at every instant exactly ceil(active calls / capacity) ready pods, with no start delay.
 
-Writes bench/results/autoscale.json and bench/results/autoscale.svg.
+Writes bench/results/autoscale.json and bench/results/autoscale.png.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/autoscale.json")
-    parser.add_argument("--plot", type=Path, default=ROOT / "bench/results/autoscale.svg")
+    parser.add_argument("--plot", type=Path, default=ROOT / "bench/results/autoscale.png")
     args = parser.parse_args()
     scaling_base = {"minReplicas": 1, "maxReplicas": 200}
     results, timelines = run(args.seed, scaling_base)

@@ -29,5 +29,5 @@ def plot(timelines: dict, out: Path, capacity: int, day: str = "spike") -> None:
                 ax.set_xlabel(f"hour of the {day} day")
     axes[0][0].legend(fontsize=7, loc="upper left")
     figure.tight_layout()
-    figure.savefig(out)
+    figure.savefig(out, dpi=80)
     plt.close(figure)

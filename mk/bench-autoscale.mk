@@ -2,4 +2,4 @@
 .PHONY: bench-autoscale
 
 bench-autoscale: setup
-	$(PY) bench/autoscale.py --out bench/results/autoscale.json --plot bench/results/autoscale.svg
+	$(PY) bench/autoscale.py --out bench/results/autoscale.json --plot bench/results/autoscale.png
