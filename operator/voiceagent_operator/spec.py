@@ -13,9 +13,20 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from agent_worker.config import RECOMMENDED_GRACE_PERIOD_SECONDS, LLMProvider, ModelPrice, Settings, STTProvider, TTSProvider
+from agent_worker.config import (
+    RECOMMENDED_GRACE_PERIOD_SECONDS,
+    SHUTDOWN_MARGIN_SECONDS,
+    LLMProvider,
+    ModelPrice,
+    Settings,
+    STTProvider,
+    TTSProvider,
+)
 
 GROUP = "agentworker.io"
+# The longest child name is "<name>-ollama-models" (14 more characters) and names are at most 63
+# characters where they become labels: 56 leaves room for the ReplicaSet and pod suffixes too.
+MAX_NAME_LENGTH = 56
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "VoiceAgent"
@@ -239,8 +250,11 @@ class VoiceAgentSpec(_Model):
     env: K8sList | None = _k8s("Extra environment variables of the worker container (Kubernetes EnvVar list)")
     termination_grace_period_seconds: int = Field(
         RECOMMENDED_GRACE_PERIOD_SECONDS,
-        ge=0,
-        description="Time a worker has to drain its rooms on shutdown (LiveKit recommends at least 600)",
+        ge=SHUTDOWN_MARGIN_SECONDS + 1,
+        description=(
+            "Time a worker has to drain its rooms on shutdown (LiveKit recommends at least 600); the worker's drain "
+            f"deadline is this minus {SHUTDOWN_MARGIN_SECONDS} s, so a call is never cut before it"
+        ),
     )
     monitoring: Monitoring = _nested(Monitoring)
     pricing: dict[str, ModelPrice] | None = Field(

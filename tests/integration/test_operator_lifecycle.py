@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client as k8s
 
 from .harness.control_plane import WRITE_VERBS
+from .harness.operator import quiet_for
 from .harness.processes import wait_until
 from .harness.voiceagents import local_spec
 
@@ -116,13 +117,6 @@ def test_deleting_a_voiceagent_garbage_collects_its_children(agents, ready_agent
         }
     assert children() != dict.fromkeys(children(), 0)
     wait_until(lambda: set(children().values()) == {0}, "every child to be garbage-collected", ready_agent.process, timeout=60)
-
-
-def quiet_for(control_plane, user: str, namespace: str, seconds: float) -> bool:
-    """True once `user` has written nothing in `namespace` for `seconds`."""
-    written = len(control_plane.audit_events(user, WRITE_VERBS, namespace))
-    time.sleep(seconds)
-    return written > 0 and len(control_plane.audit_events(user, WRITE_VERBS, namespace)) == written
 
 
 def forbidden(control_plane, user: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,13 @@ from pathlib import Path
 import yaml
 from kubernetes import client as k8s
 
-from .control_plane import ControlPlane
+from .control_plane import WRITE_VERBS, ControlPlane
 from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, wait_until
 
 CHART = REPO_ROOT / "charts" / "agent-worker"
 RELEASE = "agent-worker"
 OPERATOR_ACCOUNT = f"{RELEASE}-operator"  # the chart's ServiceAccount for release "agent-worker"
+PEERING = f"{RELEASE}-operator"  # the chart's ClusterKopfPeering, passed as --peering as the chart does
 OPERATOR_PROGRAM = REPO_ROOT / ".venv" / "bin" / "voiceagent-operator"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}
 # Kopf pauses every peer of the highest priority when two share it; each operator started here
@@ -84,7 +86,7 @@ def operator_command(kubeconfig: Path, resync_seconds: float = 1.0, *extra: str)
     health_url = f"http://{LOOPBACK}:{health_port}/healthz"
     return OperatorCommand(
         argv=[str(OPERATOR_PROGRAM), "run", "--all-namespaces", f"--liveness={health_url}",
-              f"--priority={next(_priorities)}", *extra],
+              f"--priority={next(_priorities)}", f"--peering={PEERING}", *extra],
         env={"KUBECONFIG": str(kubeconfig), "VOICEAGENT_RESYNC_SECONDS": str(resync_seconds),
              "VOICEAGENT_METRICS_PORT": str(metrics_port), "VOICEAGENT_SCRAPE_TIMEOUT_SECONDS": "1"},
         metrics_url=f"http://{LOOPBACK}:{metrics_port}/metrics",
@@ -110,6 +112,18 @@ def delete_every_voiceagent(api: k8s.ApiClient, operator: Process, timeout: floa
         custom.delete_namespaced_custom_object(*args, meta["namespace"], "voiceagents", meta["name"])
     wait_until(lambda: not custom.list_cluster_custom_object(*args, "voiceagents")["items"],
                "every VoiceAgent to be deleted", operator, timeout)
+
+
+def writes_of(plane: ControlPlane, user: str, namespace: str) -> list[str]:
+    """Every write `user` sent in `namespace` so far, as "verb requestURI"."""
+    return [f"{e['verb']} {e['requestURI']}" for e in plane.audit_events(user, WRITE_VERBS, namespace)]
+
+
+def quiet_for(plane: ControlPlane, user: str, namespace: str, seconds: float) -> bool:
+    """True once `user` has written nothing in `namespace` for `seconds` (and has written before)."""
+    written = len(plane.audit_events(user, WRITE_VERBS, namespace))
+    time.sleep(seconds)
+    return written > 0 and len(plane.audit_events(user, WRITE_VERBS, namespace)) == written
 
 
 def metric_value(metrics_url: str, series: str) -> float:
