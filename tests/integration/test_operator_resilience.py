@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 from kubernetes import client as k8s
@@ -147,3 +148,41 @@ def test_of_two_operator_replicas_only_the_higher_priority_one_reconciles(agents
     assert standby.metric("voiceagent_operator_reconciles_total") == standby_reconciles
     assert f"[{agents.namespace}/pair]" not in standby.process.log_tail(10_000)
     assert f"[{agents.namespace}/pair] Handler 'handle_reconcile' succeeded" in active.process.log_tail(10_000)
+
+
+def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_within_15_seconds_without_duplicates(
+        agents, start_operator, serve_metrics):
+    from .test_operator_scaling import REACTIVE, Fleet
+
+    standby = start_operator()
+    active = start_operator()  # started later, so it outranks the first (see harness/operator.py)
+    wait_until(lambda: "Pausing operations in favour of" in standby.process.log_tail(200),
+               "the first replica to pause", standby.process, timeout=30)
+    agents.create("pair", local_spec(scaling={"minReplicas": 1, "maxReplicas": 6, "targetActiveRoomsPerReplica": 1,
+                                              "scaleDownStabilizationSeconds": 600, **REACTIVE}))
+    fleet = Fleet(agents, serve_metrics, "pair")
+    wait_until(lambda: len(agents.worker_pods("pair")) == 1, "one Ready worker", active.process, timeout=60)
+    gauge = 'voiceagent_operator_desired_replicas{namespace="%s",voiceagent="pair"}' % agents.namespace
+    standby_gauge_while_standing_by = standby.metric(gauge)
+
+    fleet.rooms(3)
+    wait_until(lambda: fleet.replicas() == 3, "the active replica's scale-up to 3", active.process, timeout=30)
+    os.killpg(active.process.popen.pid, signal.SIGKILL)  # mid-scale: its new pods are still starting
+    killed_at = time.monotonic()
+    active.process.popen.wait(timeout=10)
+    wait_until(lambda: "Resuming operations" in standby.process.log_tail(500), "the standby to resume",
+               standby.process, timeout=30)
+    handed_over = time.monotonic() - killed_at
+    wait_until(lambda: len(agents.worker_pods("pair")) == 3, "three Ready workers", standby.process, timeout=60)
+    fleet.rooms(5)
+    wait_until(lambda: fleet.replicas() == 5, "the standby's scale-up to 5", standby.process, timeout=30)
+    events = agents.core.list_namespaced_event(
+        agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=pair").items
+    scaled = sorted((e.message.split(" (")[0], e.count or 1) for e in events if e.reason == "ScaledUp")
+    created = [e.message for e in events if e.reason == "Created"]
+
+    assert standby_gauge_while_standing_by == 0, "a standby exports no per-VoiceAgent gauge"
+    assert handed_over <= 15, f"hand-over took {handed_over:.1f} s"
+    assert scaled == [("workers 1 -> 3", 1), ("workers 3 -> 5", 1)]
+    assert len(created) == len(set(created)), "each child created once"
+    assert standby.metric(gauge) == 5
