@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from livekit import api  # noqa: E402
 
-from bench import density_proc as proc  # noqa: E402
+from bench import density_profile, density_proc as proc  # noqa: E402
 from bench.common import machine, percentiles  # noqa: E402
 from bench.density_rig import QUESTIONS, Rig, WorkerTree, say  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
@@ -65,7 +65,7 @@ async def one_caller(rig: Rig, variant: str, room: str, turns: int, offset: floa
             out.append(await conversation.ask(question, turn_timeout=30.0, samples=samples[index % len(samples)]))
 
 
-async def step(rig: Rig, variant: str, n: int, turns: int, samples: list) -> dict:
+async def step(rig: Rig, variant: str, n: int, turns: int, samples: list, profile_seconds: float = 0.0) -> dict:
     """N concurrent calls on the variant's worker, each asking `turns` questions."""
     worker = rig.workers[variant]
     ready, joined_count, heard = asyncio.Event(), [0], []
@@ -85,11 +85,17 @@ async def step(rig: Rig, variant: str, n: int, turns: int, samples: list) -> dic
     await asyncio.sleep(1.0)  # the job processes are up; let their start-up settle
     pids = proc.tree(worker.pid)
     cpu0, clock, started = proc.cpu_seconds(pids), proc.CoreClock(), time.monotonic()
+    threads0 = proc.thread_cpu(pids)
     ready.set()
     memory_task = asyncio.create_task(rig.sample_memory(worker, n))
+    profile_task = asyncio.create_task(density_profile.record(
+        worker.pid, profile_seconds, rig.workdir / f"profile-{variant}-{n}.txt")) if profile_seconds else None
     results = await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - started
-    cpu = proc.cpu_seconds(proc.tree(worker.pid)) - cpu0
+    pids_after = proc.tree(worker.pid)
+    cpu = proc.cpu_seconds(pids_after) - cpu0
+    threads = proc.thread_cpu(pids_after)
+    by_thread = {name: round(seconds - threads0.get(name, 0.0), 2) for name, seconds in threads.items()}
     busy = clock.busy()
     memory = await memory_task
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
@@ -106,10 +112,13 @@ async def step(rig: Rig, variant: str, n: int, turns: int, samples: list) -> dic
         "window_s": round(elapsed, 1),
         "cpu_seconds": round(cpu, 2),
         "cpu_seconds_per_call_minute": round(cpu / call_minutes, 2),
+        "cpu_seconds_by_thread_name": dict(sorted(((k, v) for k, v in by_thread.items() if v >= 0.05),
+                                                  key=lambda item: -item[1])),
         "worker_core_busy": worker_busy, "rig_cores_busy": {c: s for c, s in busy.items() if c != rig.worker_core},
         "rig_limited": rig_busy >= 0.9,
         "load_average": proc.load_average(),
         "memory": memory,
+        **({"profile": await profile_task} if profile_task else {}),
     }
 
 
@@ -149,7 +158,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
             order = active if index % 2 == 0 else list(reversed(active))
             for variant in order:
                 turns = args.baseline_turns if n == 1 else args.turns
-                row = await step(rig, variant, n, turns, samples)
+                profile = args.profile_seconds if n == args.profile_n else 0.0
+                row = await step(rig, variant, n, turns, samples, profile)
                 steps[variant].append(row)
                 say(f"{variant} N={n}: first audio {row['first_audio_ms']} ms, lost {row['lost']}, "
                     f"{row['cpu_seconds_per_call_minute']} CPU-s/call-min, worker core {row['worker_core_busy']}, "
@@ -208,6 +218,8 @@ def main() -> None:
     parser.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS))
     parser.add_argument("--worker-core", type=int, default=0)
     parser.add_argument("--keep-going", action="store_true", help="run every size even past the budget")
+    parser.add_argument("--profile-n", type=int, default=4, help="profile the worker tree with py-spy at this N")
+    parser.add_argument("--profile-seconds", type=float, default=30.0)
     parser.add_argument("--cost", action="store_true", help="also a scripted standard call -> --cost-out")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "density.json")
     parser.add_argument("--cost-out", type=Path, default=ROOT / "bench" / "results" / "cost.json")

@@ -59,6 +59,27 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
+def thread_cpu(pids: list[int]) -> dict[str, float]:
+    """CPU seconds by thread name (comm) over the threads of `pids`: the Python main thread
+    ("python", or the program's name), livekit's native FFI runtime ("tokio-runtime-w"),
+    onnxruntime's workers, ... Threads that exited are not counted."""
+    by_name: dict[str, float] = {}
+    for pid in pids:
+        try:
+            tasks = list((PROC / str(pid) / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            fields = text[text.rindex(")") + 2:].split()
+            by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return by_name
+
+
 def parent(pid: int) -> int | None:
     try:
         return int(_stat_fields(pid)[1])
