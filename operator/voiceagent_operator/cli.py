@@ -32,6 +32,26 @@ def run_arguments(args: list[str]) -> list[str]:
     return out + args
 
 
+def scans_cluster(args: list[str]) -> bool:
+    """Whether Kopf should list namespaces and watch CRDs cluster-wide (its "scanning"): not when the
+    operator serves only namespaces named exactly (`-n team-a -n team-b`, no `--all-namespaces`, no
+    glob or negation), the chart's namespaced mode, whose Roles grant nothing cluster-wide. Kopf then
+    serves those namespaces as named and finds the CRDs once at start (API discovery needs no Role)."""
+    named: list[str] = []
+    for i, arg in enumerate(args):
+        if arg in ("-A", "--all-namespaces"):
+            return True
+        if arg in ("-n", "--namespace") and i + 1 < len(args):
+            named.append(args[i + 1])
+        elif arg.startswith("--namespace="):
+            named.append(arg.removeprefix("--namespace="))
+        elif arg.startswith("-n") and len(arg) > 2 and not arg.startswith("--"):
+            named.append(arg[2:])
+    if not named:
+        return True
+    return any(char in pattern for pattern in named for char in "!*?,")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -43,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "run":
         from kopf.cli import main as kopf_main
 
+        # Read by the handlers (OperatorOptions.scan_cluster) when Kopf imports them; an explicit
+        # VOICEAGENT_SCAN_CLUSTER wins.
+        os.environ.setdefault("VOICEAGENT_SCAN_CLUSTER", str(scans_cluster(args[1:])).lower())
         return kopf_main(args=run_arguments(args[1:]), prog_name="voiceagent-operator", standalone_mode=True) or 0
     print(f"unknown command {args[0]!r}; use `run` or `crds`", file=sys.stderr)
     return 2

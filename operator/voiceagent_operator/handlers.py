@@ -46,6 +46,8 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     # this is how soon it looks again (its default, 60 s, would hold a deletion for a minute).
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.background.cancellation_polling = 1
+    # Serving only named namespaces (the chart's namespaced mode), no namespace listing, no CRD watch.
+    settings.scanning.disabled = not OPTIONS.scan_cluster
     # The peering name and its being mandatory come from the command line (`--peering`, which
     # `voiceagent-operator run` always passes unless `--standalone`): never overwritten here.
     # A replica's record lives PEERING_LIFETIME_SECONDS and is renewed every 1-5 s, so a standby takes
