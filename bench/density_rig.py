@@ -74,7 +74,7 @@ class Rig:
         self._started.append(self.livekit.process)
         port = free_port()
         providers = processes.start("scripted-providers", [
-            sys.executable, "-m", "tests.integration.harness.scripted_providers", f"--port={port}",
+            sys.executable, str(ROOT / "tests" / "integration" / "harness" / "scripted_providers.py"), f"--port={port}",
             f"--model={MAIN_MODEL}={SCRIPT['main_ttft']}", f"--model={FAST_MODEL}={SCRIPT['fast_ttft']}",
             f"--fast-model={FAST_MODEL}", f"--stt={SCRIPT['stt']}", f"--tts-ttfb={SCRIPT['tts_ttfb']}",
         ], self.log_dir, cwd=ROOT)

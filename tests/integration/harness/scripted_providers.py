@@ -12,7 +12,8 @@ Waiting is `asyncio.sleep`: nothing is computed per request but a few string and
 Token counts are estimates (four characters a token for the prompt, one word a token for the
 answer); they feed the worker's usage metrics the way a provider's `usage` does.
 
-Run: python -m tests.integration.harness.scripted_providers --port 8099 [--model NAME=TTFT ...]
+Run: python tests/integration/harness/scripted_providers.py --port 8099 [--model NAME=TTFT ...]
+(no imports from the harness package: it runs by path). In tests: the `scripted_providers` fixture.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ import struct
 import subprocess
 import time
 import uuid
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 OUTPUT_RATE = 24_000  # what OpenAI's speech endpoint returns for pcm
@@ -178,6 +183,30 @@ def create_app(script: Script, voice: bytes) -> web.Application:
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/audio/speech", speech)
     return app
+
+
+FAST_MODEL, MAIN_MODEL = "scripted-fast", "scripted-main"
+
+
+@pytest.fixture
+def scripted_providers(spawn) -> Iterator[Callable[..., str]]:
+    """Factory: `scripted_providers(*options) -> base URL (.../v1)` of a stand-in started with
+    these command-line options (default: FAST_MODEL answers fillers, MAIN_MODEL answers); stopped
+    after the test (through `spawn`)."""
+    from .processes import free_port  # here: the module also runs by path, outside the package
+
+    started = 0
+
+    def start(*options: str) -> str:
+        nonlocal started
+        started += 1
+        port = free_port()
+        argv = [sys.executable, str(Path(__file__).resolve()), f"--port={port}", f"--fast-model={FAST_MODEL}",
+                *options]
+        spawn(f"scripted-providers-{started}", argv, ready_url=f"http://127.0.0.1:{port}/health")
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield start
 
 
 def _model_latency(text: str) -> tuple[str, float]:
