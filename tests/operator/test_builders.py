@@ -12,7 +12,8 @@ from va_examples import groq_spec, ollama_spec
 from agent_worker.config import API_KEY_ENV, Settings, env_name
 from voiceagent_operator.builders import desired_children
 from voiceagent_operator.builders.monitoring import service_monitor
-from voiceagent_operator.builders.ollama import ollama_deployment, ollama_pvc, pulled_models
+from voiceagent_operator.builders.ollama import ollama_deployment, ollama_pvc
+from voiceagent_operator.builders.ollama_pull import ollama_pull_job
 from voiceagent_operator.builders.worker import worker_deployment, worker_pdb, worker_service
 from voiceagent_operator.builders.worker_config import config_data, secret_env, worker_configmap
 from voiceagent_operator.naming import CONFIG_HASH_ANNOTATION, Owner
@@ -166,23 +167,21 @@ def test_service_and_pdb_select_the_worker_pods(owner: Owner, spec) -> None:
         kubernetes_validate.validate(manifest, "1.33", strict=True)
 
 
-def test_ollama_gets_gpus_node_placement_pvc_and_pulls_the_models_the_llms_use(owner: Owner) -> None:
+def test_ollama_gets_gpus_node_placement_and_its_pvc_and_no_model_in_its_pod(owner: Owner) -> None:
     spec = parse_spec(ollama_spec())
     deployment = ollama_deployment(owner, spec)
     pod = deployment["spec"]["template"]["spec"]
-    serve = pod["containers"][0]
+    (serve,) = pod["containers"]
     assert serve["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert pod["nodeSelector"] == {"gpu": "a100"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert pod["initContainers"][0]["name"] == "pull-models"
-    assert pulled_models(owner, spec) == ["nomic-embed-text", "llama3.1:70b", "llama3.1:8b"]
-    assert _env(pod["initContainers"][0])["OLLAMA_PULL_MODELS"]["value"] == "nomic-embed-text llama3.1:70b llama3.1:8b"
+    assert "initContainers" not in pod  # the models come by the pull Job (test_ollama_pull.py)
+    assert "llama3.1" not in json.dumps(deployment)
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "support-ollama-models"
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    for container in (*pod["initContainers"], serve):
-        assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert serve["securityContext"]["allowPrivilegeEscalation"] is False
+    assert serve["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     kubernetes_validate.validate(deployment, "1.33", strict=True)
 
 
@@ -222,15 +221,18 @@ def test_desired_children_without_ollama_or_monitoring_api(owner: Owner, spec) -
         "PersistentVolumeClaim/support-ollama-models",
         "Service/support-ollama",
         "Deployment/support-ollama",
+        f"Job/{ollama_pull_job(owner, spec)['metadata']['name']}",
     ]
 
 
 def test_desired_children_with_ollama_and_monitoring(owner: Owner) -> None:
-    children = desired_children(owner, parse_spec(ollama_spec()), 1, monitoring_api=True)
-    assert _kinds(children.present)[:3] == [
+    spec = parse_spec(ollama_spec())
+    children = desired_children(owner, spec, 1, monitoring_api=True)
+    assert _kinds(children.present)[:4] == [
         "PersistentVolumeClaim/support-ollama-models",
         "Service/support-ollama",
         "Deployment/support-ollama",
+        f"Job/{ollama_pull_job(owner, spec)['metadata']['name']}",
     ]
     assert _kinds(children.present)[-1] == "ServiceMonitor/support-worker"
     assert children.absent == []

@@ -98,6 +98,11 @@ Argument: the root context.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [get, create, patch, delete]
+# The managed Ollama's model pull Jobs (one per model list): list them by label to delete the
+# Jobs of earlier model lists.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, create, patch, delete]
 # Worker pods: list them to scrape their active rooms; patch their annotations (deletion cost,
 # cluster-autoscaler safe-to-evict, karpenter do-not-disrupt) so busy pods go last and are not evicted.
 - apiGroups: [""]

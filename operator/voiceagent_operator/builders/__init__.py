@@ -9,6 +9,7 @@ from ..naming import Owner
 from ..spec import VoiceAgentSpec
 from .monitoring import service_monitor
 from .ollama import ollama_deployment, ollama_pvc, ollama_service
+from .ollama_pull import ollama_pull_job
 from .worker import worker_deployment, worker_pdb, worker_service
 from .worker_config import worker_configmap
 
@@ -30,7 +31,7 @@ def desired_children(owner: Owner, spec: VoiceAgentSpec, replicas: int, *, monit
         worker_deployment(owner, spec, replicas),
     ]
     absent: list[dict[str, Any]] = []
-    ollama = [ollama_pvc(owner, spec), ollama_service(owner, spec), ollama_deployment(owner, spec)]
+    ollama = [ollama_pvc(owner, spec), ollama_service(owner, spec), ollama_deployment(owner, spec), ollama_pull_job(owner, spec)]
     if spec.ollama.enabled:
         present[:0] = ollama
     else:

@@ -1,10 +1,11 @@
-"""The managed Ollama: a GPU Deployment whose init container pulls the models, its Service and PVC."""
+"""The managed Ollama: a GPU Deployment, its Service and its model volume.
+
+The pod template holds no model: it changes only with the image, resources, GPUs or node placement,
+so a change of models never restarts Ollama (the models come by the pull Job, `ollama_pull`)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from agent_worker.config import DEFAULT_MODELS
 
 from ..naming import (
     OLLAMA,
@@ -18,37 +19,10 @@ from ..naming import (
     selector_labels,
 )
 from ..spec import VoiceAgentSpec
-from .worker_config import fast_llm, main_llm
 
 MODELS_PATH = "/models"
 # The Ollama image runs as root unless told otherwise; any non-root id works, fsGroup makes the volume writable.
 OLLAMA_POD_SECURITY = {**RESTRICTED_POD_SECURITY, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
-
-# Starts a private server, pulls every model into the volume, stops. The serving container starts
-# only afterwards, so "Ollama ready" implies "models present".
-PULL_SCRIPT = """set -eu
-ollama serve &
-server=$!
-until ollama list >/dev/null 2>&1; do sleep 1; done
-for model in $OLLAMA_PULL_MODELS; do
-  echo "pulling $model"
-  ollama pull "$model"
-done
-kill "$server"
-wait "$server" || true
-"""
-
-
-def pulled_models(owner: Owner, spec: VoiceAgentSpec) -> list[str]:
-    """ollama.models plus whatever model the main and fast LLM ask the managed Ollama for."""
-    models = list(spec.ollama.models)
-    roles = [(main_llm(owner, spec), "main")]
-    if spec.pre_response.enabled:
-        roles.append((fast_llm(owner, spec), "fast"))
-    for wiring, role in roles:
-        if wiring.provider == "ollama" and wiring.base_url == owner.ollama_url():
-            models.append(wiring.model or DEFAULT_MODELS[("ollama", role)])
-    return list(dict.fromkeys(models))
 
 
 def _resources(spec: VoiceAgentSpec) -> dict[str, Any]:
@@ -59,40 +33,28 @@ def _resources(spec: VoiceAgentSpec) -> dict[str, Any]:
     return resources
 
 
-def _env(models: list[str], host: str) -> list[dict[str, str]]:
-    return [
-        {"name": "OLLAMA_HOST", "value": host},
-        {"name": "OLLAMA_MODELS", "value": MODELS_PATH},
-        {"name": "OLLAMA_PULL_MODELS", "value": " ".join(models)},
-        {"name": "HOME", "value": "/home/ollama"},
-    ]
-
-
 def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
-    models = pulled_models(owner, spec)
     # Read-only root filesystem: models on the volume, keys in HOME, runner scratch files in /tmp.
     mounts = [
         {"name": "models", "mountPath": MODELS_PATH},
         {"name": "home", "mountPath": "/home/ollama"},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    common = {"image": spec.ollama.image, "imagePullPolicy": spec.image_pull_policy, "securityContext": RESTRICTED_CONTAINER_SECURITY}
-    pull = {
-        **common,
-        "name": "pull-models",
-        "command": ["/bin/sh", "-c", PULL_SCRIPT],
-        "env": _env(models, f"127.0.0.1:{OLLAMA_PORT}"),
-        "volumeMounts": mounts,
-    }
     serve = {
-        **common,
         "name": "ollama",
+        "image": spec.ollama.image,
+        "imagePullPolicy": spec.image_pull_policy,
         "args": ["serve"],
-        "env": _env(models, f"0.0.0.0:{OLLAMA_PORT}"),
+        "env": [
+            {"name": "OLLAMA_HOST", "value": f"0.0.0.0:{OLLAMA_PORT}"},
+            {"name": "OLLAMA_MODELS", "value": MODELS_PATH},
+            {"name": "HOME", "value": "/home/ollama"},
+        ],
         "ports": [{"name": "http", "containerPort": OLLAMA_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/api/tags", "port": "http"}, "periodSeconds": 10},
         "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 20, "failureThreshold": 6},
         "resources": _resources(spec),
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
         "volumeMounts": mounts,
     }
     tolerations = spec.ollama.tolerations
@@ -101,7 +63,6 @@ def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         tolerations = [{"key": spec.ollama.gpu.resource_name, "operator": "Exists", "effect": "NoSchedule"}]
     pod_spec: dict[str, Any] = {
         "securityContext": OLLAMA_POD_SECURITY,
-        "initContainers": [pull],
         "containers": [serve],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": owner.ollama_models}},
@@ -110,7 +71,8 @@ def ollama_deployment(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
         ],
     }
     pod_spec.update(present(nodeSelector=spec.ollama.node_selector, tolerations=tolerations, imagePullSecrets=spec.image_pull_secrets))
-    # Recreate: the model volume is ReadWriteOnce.
+    # Recreate: the model volume is ReadWriteOnce, so a second pod elsewhere could not mount it. No
+    # PodDisruptionBudget: with one replica it would block every node drain (docs/operator.md).
     return deployment(owner, owner.ollama, OLLAMA, replicas=1, strategy={"type": "Recreate"}, pod_spec=pod_spec)
 
 
