@@ -8,12 +8,13 @@ agent's audio is played out in real time by a speaker that records what the call
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from agent_worker.agent import PreResponseAgent, Strategy
+from agent_worker.agent import PreResponseAgent
 from agent_worker.call import ScriptedCall
-from agent_worker.preresponse import PreResponseOptions
+from agent_worker.preresponse import FillerCache, PreResponseOptions
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
 
 QUESTION = "what colour is the sky"
@@ -23,33 +24,43 @@ def answer_to(chat_ctx) -> str:
     return f"Answer to {last_user_text(chat_ctx)}."
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts like a fresh pod: no stock phrase synthesized yet."""
+    monkeypatch.setattr(FillerCache, "_memory", {})
+    monkeypatch.setattr("agent_worker.preresponse.DEFAULT_CACHE_DIR", tmp_path)
+
+
 def make_call(
+    tmp_path: Path,
     *,
-    main_ttft: float = 0.6,
+    main_ttft: float = 1.5,
+    main_reply=answer_to,
     fast_reply: str = "One moment.",
     fast_ttft: float = 0.02,
     transcripts: tuple[str, ...] = (QUESTION,),
-    options: PreResponseOptions | None = None,
-    with_fast: bool = True,
     seconds_per_char: float = 0.02,
-    strategy: Strategy = "concurrent",
     announce_filler=None,
+    turn_handling: dict | None = None,
+    **options,
 ) -> tuple[ScriptedCall, ScriptedLLM, ScriptedTTS]:
     fast = ScriptedLLM(fast_reply, ttft=fast_ttft, model="fast")
     tts = ScriptedTTS(ttfb=0.05, seconds_per_char=seconds_per_char)
     agent = PreResponseAgent(
-        instructions="Be brief.", fast_llm=fast if with_fast else None, options=options or PreResponseOptions(), strategy=strategy,
+        instructions="Be brief.", fast_llm=fast, options=PreResponseOptions(cache_dir=tmp_path, **options),
         announce_filler=announce_filler,
     )
-    call = ScriptedCall(agent, llm=ScriptedLLM(answer_to, ttft=main_ttft), stt=ScriptedSTT(transcripts), tts=tts, vad=ScriptedVAD())
+    call = ScriptedCall(agent, llm=ScriptedLLM(main_reply, ttft=main_ttft), stt=ScriptedSTT(transcripts), tts=tts, vad=ScriptedVAD())
+    if turn_handling:
+        call.turn_handling.update(turn_handling)
     return call, fast, tts
 
 
-async def test_filler_is_heard_first_then_the_answer_when_the_main_model_is_slow():
-    call, _, _ = make_call(main_ttft=0.8)
+async def test_a_late_answer_gets_one_filler_heard_whole_then_the_answer(tmp_path):
+    call, _, _ = make_call(tmp_path)
     async with call:
         turn = await call.turn()
-        assert turn.filler_outcome == "spoken"
+        assert (turn.filler_outcome, turn.decision.reason) == ("spoken", "answer_late")
         heard = [(p.interrupted, p.pushed) for p in call.speaker.playouts]
         assert heard == [
             (False, pytest.approx(len("One moment.") * 0.02, abs=0.03)),
@@ -60,40 +71,19 @@ async def test_filler_is_heard_first_then_the_answer_when_the_main_model_is_slow
             ("assistant", "One moment.", False),
             ("assistant", f"Answer to {QUESTION}.", False),
         ]
-        assert turn.filler_audio_at - turn.committed_at < 0.05  # cached stock phrase, text prepared early
+        assert call.heard[0].filler_after < call.heard[0].answer_after
 
 
-async def answer_latency(with_fast: bool) -> tuple[float, list[bool], str | None]:
-    call, _, _ = make_call(
-        main_ttft=0.3, fast_reply="Let me look into that for you.", with_fast=with_fast,
-        options=PreResponseOptions(use_cache=False), seconds_per_char=0.06,
-    )
+async def test_a_quick_answer_gets_no_filler(tmp_path):
+    call, _, _ = make_call(tmp_path, main_ttft=0.05)
     async with call:
         turn = await call.turn()
-        return turn.answer_audio_at - turn.committed_at, [p.interrupted for p in call.speaker.playouts], turn.filler_outcome
+        assert turn.filler_outcome == "skipped_answer_soon"
+        assert len(call.speaker.playouts) == 1
 
 
-async def test_answer_is_not_delayed_by_a_filler_still_playing():
-    without_filler, _, _ = await answer_latency(with_fast=False)
-    with_filler, interrupted, outcome = await answer_latency(with_fast=True)
-    assert outcome == "cut"
-    assert interrupted == [True, False]  # the 1.8 s filler stopped, the answer played whole
-    assert abs(with_filler - without_filler) < 0.05
-
-
-async def test_a_cut_filler_is_kept_in_history_only_as_far_as_it_was_heard():
-    call, _, _ = make_call(main_ttft=0.9, fast_reply="Let me look into that for you.", options=PreResponseOptions(use_cache=False), seconds_per_char=0.08)
-    async with call:
-        await call.turn()
-        fillers = [(text, interrupted) for role, text, interrupted in call.history() if role == "assistant" and not text.startswith("Answer")]
-        assert len(fillers) == 1
-        text, interrupted = fillers[0]
-        assert interrupted
-        assert text and "Let me look into that for you.".startswith(text) and text != "Let me look into that for you."
-
-
-async def test_no_filler_and_no_fast_llm_call_for_a_trivial_turn():
-    call, fast, _ = make_call(transcripts=("thanks",))
+async def test_no_filler_and_no_fast_llm_call_for_a_trivial_turn(tmp_path):
+    call, fast, _ = make_call(tmp_path, transcripts=("thanks",))
     async with call:
         turn = await call.turn()
         assert turn.filler_outcome == "skipped_trivial"
@@ -101,59 +91,76 @@ async def test_no_filler_and_no_fast_llm_call_for_a_trivial_turn():
         assert call.history() == [("user", "thanks", False), ("assistant", "Answer to thanks.", False)]
 
 
-async def test_filler_is_dropped_when_the_answer_audio_is_ready_first():
-    call, _, _ = make_call(main_ttft=0.02, fast_ttft=0.8)
+async def test_a_started_filler_finishes_and_the_answer_follows_without_a_gap(tmp_path):
+    # The session's main LLM has been slow, so a filler is said; this time the answer comes while it plays.
+    call, _, _ = make_call(tmp_path, main_ttft=0.25, fast_reply="Good question.", seconds_per_char=0.05)
+    call.agent.estimator.observe_llm_ttft(2.5)
+    async with call:
+        turn = await call.turn()
+        assert turn.filler_outcome == "spoken"
+        filler, answer = call.speaker.playouts
+        assert not filler.interrupted and filler.played == pytest.approx(filler.pushed)
+        assert answer.starts_at - (filler.starts_at + filler.pushed) == pytest.approx(0.0, abs=0.03)
+
+
+async def test_a_fast_llm_text_that_answers_is_replaced_by_a_stock_phrase(tmp_path):
+    call, _, tts = make_call(tmp_path, fast_reply="Yes, it is open.")
+    async with call:
+        turn = await call.turn()
+        assert (turn.filler_outcome, turn.filler_text) == ("spoken", "Okay.")
+        assert "Yes, it is open." not in tts.texts
+
+
+async def test_the_fast_llm_phrase_is_synthesized_through_the_sessions_text_transforms(tmp_path):
+    call, _, tts = make_call(tmp_path, main_ttft=3.0, fast_reply="Let me **check** that.")
+    call.agent.estimator.observe_llm_ttft(3.0)  # a slow main model: there is time for the whole phrase
+    async with call:
+        turn = await call.turn()
+        assert (turn.filler_outcome, turn.filler_text) == ("spoken", "Let me **check** that.")
+        assert "Let me check that." in tts.texts  # markdown filtered, as livekit does for answers
+
+
+async def test_fillers_on_consecutive_turns_never_repeat(tmp_path):
+    call, _, _ = make_call(tmp_path, transcripts=(QUESTION, "and what colour is grass", "and what colour is snow"))
+    async with call:
+        said = [(await call.turn()).filler_text for _ in range(3)]
+    assert said[0] == "One moment."
+    assert all(a != b for a, b in zip(said, said[1:])), said
+
+
+async def test_the_answer_does_not_repeat_the_acknowledgement(tmp_path):
+    call, _, _ = make_call(tmp_path, fast_reply="Sure.", main_reply=lambda ctx: "Sure, the sky is blue.")
+    async with call:
+        turn = await call.turn()
+        assert turn.filler_text == "Sure."
+        assert turn.answer_text == "The sky is blue."
+
+
+async def test_with_preemptive_tts_an_answer_ready_before_the_commit_gets_no_filler(tmp_path):
+    call, _, _ = make_call(
+        tmp_path, main_ttft=0.05, late_after=0.0,
+        turn_handling={"endpointing": {"min_delay": 0.6, "max_delay": 1.0}, "preemptive_generation": {"preemptive_tts": True}},
+    )
     async with call:
         turn = await call.turn()
         assert turn.filler_outcome == "skipped_answer_first"
         assert len(call.speaker.playouts) == 1
-        assert call.history() == [("user", QUESTION, False), ("assistant", f"Answer to {QUESTION}.", False)]
 
 
-async def test_filler_that_answers_the_question_is_never_spoken():
-    call, _, tts = make_call(fast_reply="It is 42.", options=PreResponseOptions(use_cache=False))
-    async with call:
-        turn = await call.turn()
-        assert turn.filler_outcome == "skipped_invalid"
-        assert tts.texts == [f"Answer to {QUESTION}."]
-
-
-async def test_a_cached_stock_phrase_stands_in_for_an_unusable_filler():
-    call, _, _ = make_call(fast_reply="It is 42.")
-    async with call:
-        turn = await call.turn()
-        assert (turn.filler_outcome, turn.filler_text) == ("spoken", "Okay.")
-
-
-async def test_filler_never_repeats_the_previous_one():
-    call, fast, _ = make_call(transcripts=(QUESTION, "and what colour is grass"))
-    async with call:
-        first, second = await call.turn(), await call.turn()
-        assert (first.filler_text, second.filler_text) == ("One moment.", "Okay.")
-        assert 'Do not say "One moment." again.' in fast.requests[-1].items[0].text_content
-
-
-async def test_filler_is_cut_to_the_configured_word_limit():
-    call, _, tts = make_call(fast_reply="Okay I am going to look that up for you", options=PreResponseOptions(max_words=4, use_cache=False))
-    async with call:
-        turn = await call.turn()
-        assert turn.filler_text == "Okay I am going..."
-        assert tts.texts[0] == "Okay I am going..."
-
-
-async def test_barge_in_on_the_filler_interrupts_the_filler_and_the_answer():
+async def test_barge_in_on_the_filler_interrupts_the_filler_and_the_answer(tmp_path):
     call, _, _ = make_call(
-        main_ttft=2.0, fast_reply="Let me look into that for you.", options=PreResponseOptions(use_cache=False),
-        transcripts=(QUESTION, "never mind what time is it"), seconds_per_char=0.08,
+        tmp_path, main_ttft=3.0, fast_reply="Let me look into that for you.",
+        transcripts=(QUESTION, "never mind what time is it"), seconds_per_char=0.12,
     )
+    call.agent.estimator.observe_llm_ttft(3.0)
     async with call:
         await call.caller.say(0.4)
         while not call.speaker.playouts:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)
         await call.caller.say(0.7)
-        await call.wait_quiet(lambda: len(call.agent.turns) == 2, timeout=10)
-        first, second = call.agent.turns
+        await call.wait_quiet(lambda: len(call.agent.turns) == 2 and call.agent.turns[1].answer_audio_at, timeout=15)
+        first, _second = call.agent.turns
         assert first.filler_outcome == "interrupted"
         assert first.answer_audio_at is None
         answers = [text for role, text, _ in call.history() if role == "assistant" and text.startswith("Answer")]
@@ -161,9 +168,9 @@ async def test_barge_in_on_the_filler_interrupts_the_filler_and_the_answer():
         assert call.speaker.playouts[0].interrupted
 
 
-async def test_barge_in_on_the_answer_keeps_only_the_words_heard():
+async def test_barge_in_on_the_answer_keeps_only_the_words_heard(tmp_path):
     long_answer = "The sky looks blue because air scatters short wavelengths of sunlight far more than long ones."
-    call, _, _ = make_call(main_ttft=0.05, with_fast=False, transcripts=(QUESTION, "stop please stop now"), seconds_per_char=0.06)
+    call, _, _ = make_call(tmp_path, main_ttft=0.05, transcripts=(QUESTION, "stop please stop now"), seconds_per_char=0.06)
     call.llm = ScriptedLLM(lambda ctx: long_answer if "sky" in last_user_text(ctx) else "Okay.", ttft=0.05)
     async with call:
         await call.caller.say(0.4)
@@ -177,15 +184,7 @@ async def test_barge_in_on_the_answer_keeps_only_the_words_heard():
         assert text and long_answer.startswith(text.rstrip()) and len(text) < len(long_answer)
 
 
-async def test_the_seed_strategy_answers_only_after_the_whole_filler():
-    call, _, _ = make_call(main_ttft=0.1, strategy="sequential", seconds_per_char=0.05)
-    async with call:
-        await call.turn()
-        filler, answer = call.speaker.playouts
-        assert answer.starts_at >= filler.starts_at + filler.pushed - 0.01
-
-
-async def test_text_input_gets_no_filler_and_costs_no_fast_llm_call():
+async def test_text_input_gets_no_filler_and_costs_no_fast_llm_call(tmp_path):
     from livekit.agents import AgentSession
 
     fast = ScriptedLLM("One moment.", ttft=0.01)
@@ -198,16 +197,16 @@ async def test_text_input_gets_no_filler_and_costs_no_fast_llm_call():
     assert agent.turns == []
 
 
-async def test_the_filler_is_announced_when_it_starts_to_play_and_never_when_it_is_dropped():
+async def test_the_filler_is_announced_when_it_starts_to_play_and_never_when_none_is_said(tmp_path):
     announced: list[str] = []
-    call, _, _ = make_call(main_ttft=0.8, announce_filler=announced.append)
+    call, _, _ = make_call(tmp_path, announce_filler=announced.append)
     async with call:
         await call.turn()
     assert announced == ["One moment."]
 
-    dropped: list[str] = []
-    call, _, _ = make_call(main_ttft=0.02, fast_ttft=0.8, announce_filler=dropped.append)
+    quiet: list[str] = []
+    call, _, _ = make_call(tmp_path, main_ttft=0.05, announce_filler=quiet.append)
     async with call:
         turn = await call.turn()
-    assert turn.filler_outcome == "skipped_answer_first"
-    assert dropped == []
+    assert turn.filler_outcome == "skipped_answer_soon"
+    assert quiet == []

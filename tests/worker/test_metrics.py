@@ -8,6 +8,9 @@ what the Prometheus registry and the session's JSON log line hold afterwards.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+import tempfile
+from pathlib import Path
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from prometheus_client import REGISTRY
 from agent_worker.agent import PreResponseAgent
 from agent_worker.call import ScriptedCall
 from agent_worker.metrics import SessionRecorder
-from agent_worker.preresponse import STOCK_PHRASES, PreResponseOptions
+from agent_worker.preresponse import RECOVERY_LINE, STOCK_PHRASES, FillerCache, PreResponseOptions
 from agent_worker.pricing import PriceTable
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
 
@@ -89,7 +92,9 @@ async def scripted_call(log_lines: list[dict]) -> CallResult:
     recorder.watch_llm(fast, **FAST)
     recorder.watch_stt(stt, **STT)
     recorder.watch_tts(tts, **TTS)
-    agent = PreResponseAgent(instructions="Be brief.", fast_llm=fast, options=PreResponseOptions(), observer=recorder)
+    FillerCache._memory.clear()  # a fresh pod: the stock phrases are synthesized in this call
+    options = PreResponseOptions(cache_dir=Path(tempfile.mkdtemp(prefix="metrics-test-fillers-")))
+    agent = PreResponseAgent(instructions="Be brief.", fast_llm=fast, options=options, observer=recorder)
     before = snapshot()
     recorder.start()
     active = sample("agent_worker_active_sessions", {})
@@ -140,8 +145,12 @@ def main_replies(result: CallResult) -> list[str]:
 
 
 def test_the_call_went_as_scripted(result):
-    assert [t.filler_outcome for t in result.turns] == ["failed", "spoken", "skipped_trivial", "spoken", "skipped_trivial"]
-    assert [t.filler_text for t in result.turns] == [None, "One moment.", None, "Okay.", None]  # never the same twice
+    outcomes = [t.filler_outcome for t in result.turns]
+    assert outcomes[2] == outcomes[4] == "skipped_trivial"
+    assert all(o in ("spoken", "skipped_answer_soon") for o in outcomes[:2] + outcomes[3:4]), outcomes
+    said = [t.filler_text for t in result.turns if t.filler_text]
+    assert all(a != b for a, b in zip(said, said[1:]))  # never the same twice in a row
+    assert [t.answer_outcome for t in result.turns] == ["answered", "answered", "answered", "interrupted", "answered"]
     assert len(result.main.requests) == 5 and len(result.fast.requests) == 3
 
 
@@ -198,11 +207,14 @@ def test_turns_latencies_and_interruptions(result):
     assert result.delta("agent_worker_transcription_delay_seconds_count") == 5
 
 
-def test_preresponse_outcomes_and_latency(result):
-    assert result.delta("agent_worker_preresponses_total", outcome="spoken") == 2
-    assert result.delta("agent_worker_preresponses_total", outcome="failed") == 1
-    assert result.delta("agent_worker_preresponses_total", outcome="skipped_trivial") == 2
-    assert result.delta("agent_worker_preresponse_latency_seconds_count") == 2
+def test_preresponse_and_answer_outcomes_are_counted_once_per_turn(result):
+    for outcome, count in Counter(t.filler_outcome for t in result.turns).items():
+        assert result.delta("agent_worker_preresponses_total", outcome=outcome) == count
+    spoken = sum(t.filler_outcome == "spoken" for t in result.turns)
+    assert result.delta("agent_worker_preresponse_latency_seconds_count") == spoken
+    assert result.delta("agent_worker_answers_total", outcome="answered") == 4
+    assert result.delta("agent_worker_answers_total", outcome="interrupted") == 1
+    assert result.log_lines[0]["answers"] == {"answered": 4, "interrupted": 1}
 
 
 def test_a_provider_error_is_counted_under_the_failing_model(result):

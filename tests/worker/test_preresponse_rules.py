@@ -23,8 +23,8 @@ def test_filler_keeps_only_the_first_sentence():
     assert clean_filler("Sure, one moment. The capital is Paris.", max_words=8, previous=None) == "Sure, one moment."
 
 
-def test_filler_is_cut_to_the_word_limit():
-    assert clean_filler("Okay let me look that up for you right now please", max_words=4, previous=None) == "Okay let me look..."
+def test_filler_over_the_word_limit_is_rejected_not_cut():
+    assert clean_filler("Okay let me look that up for you right now please", max_words=4, previous=None) is None
 
 
 def test_filler_holding_a_number_is_an_answer_and_is_rejected():
@@ -50,7 +50,7 @@ def test_prompt_states_the_word_limit_and_forbids_the_previous_filler():
     prompt = filler_prompt(PreResponseOptions(max_words=5), previous="One moment.")
     assert "at most 5 words" in prompt
     assert 'Do not say "One moment." again.' in prompt
-    assert "Never answer" in prompt
+    assert "Never answer" in prompt and "never apologize" in prompt
 
 
 @pytest.mark.parametrize(

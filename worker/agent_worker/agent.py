@@ -1,21 +1,24 @@
-"""PreResponseAgent: a fast acknowledgement that never holds up the real answer.
+"""PreResponseAgent: carries out `decision.decide()` each turn; never hides the answer or a failure.
 
-How a turn runs (strategy "concurrent", the default):
+How a turn runs:
 
-- livekit calls `llm_node` for the main answer as soon as it has a final transcript
-  (preemptive generation, before the turn is committed). That is where the fast LLM is started
-  too, for the same transcript, so both models work from the same moment.
-- `on_user_turn_completed` (audio path only) returns at once after queueing the filler with
-  `session.say(text, audio=...)`: it never edits the turn context, so livekit keeps its
-  preemptive answer, which is queued right behind the filler.
-- When the answer's first audio frame is synthesized (`tts_node`), a filler that has not started
-  is dropped and one that is playing is interrupted, so the answer plays without waiting.
-- livekit records the filler in history only if it was heard, truncated to the words played;
-  an answer interrupted by the caller is truncated the same way.
+- livekit calls `llm_node` for the main answer as soon as it has a final transcript (preemptive
+  generation). The agent notes when that request started and when its first token came, and
+  starts the fast LLM for the same transcript (its own short timeout, no retries).
+- At the commit (`on_user_turn_completed`, audio path only) it asks `decide()` whether the
+  answer will be late, given this session's live latency estimate, and if so which phrase:
+  the fast LLM's text when it is safe and its audio can start at once, else a pre-synthesized
+  stock phrase. It never edits the turn context, so livekit keeps its preemptive answer,
+  which is queued right behind the filler.
+- A started filler always finishes (the decision only picks one that ends before the answer is
+  due), so it is never cut mid-word; the answer follows it without a gap. If the answer's audio
+  was ready first (preemptive TTS), no filler is said. The filler enters the history, and an
+  answer that opens with the same words has them removed.
 - If the caller barges in on the filler, the answer queued behind it is interrupted too.
-
-Strategy "sequential" reproduces the seed prototype (wait for the whole filler text, add it to
-the turn context, answer afterwards) for the latency benchmark only.
+- An empty or failed answer after a filler gets `recovery_line`, and every answer's outcome is
+  counted. livekit resets its unrecoverable-error counters whenever the agent speaks; the agent
+  puts them back when the speech was its own, so a failing main LLM closes the session on the
+  same turn as without the pre-response.
 """
 
 from __future__ import annotations
@@ -24,32 +27,39 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from livekit import rtc
-from livekit.agents import Agent, llm
+from livekit.agents import APIConnectOptions, Agent, llm
 from livekit.agents.voice import ModelSettings, SpeechHandle
-from livekit.agents.voice.events import ConversationItemAddedEvent, SpeechCreatedEvent
+from livekit.agents.voice.events import AgentStateChangedEvent, ConversationItemAddedEvent, ErrorEvent, SpeechCreatedEvent
+from livekit.agents.voice.transcription.text_transforms import _apply_text_transforms
 
+from .decision import Candidate, Decision, History, LatencyEstimator, Options, Turn, decide, normalize
 from .preresponse import (
-    Filler,
     FillerCache,
+    OpeningStripper,
     PreResponseOptions,
     clean_filler,
     filler_context,
+    frames_of,
     generate_filler_text,
-    is_trivial,
-    normalize,
 )
 
 logger = logging.getLogger("agent_worker.agent")
 
-Strategy = Literal["concurrent", "sequential"]
+# The fast LLM's filler is useless after about a second: no retries, and a short timeout.
+FAST_LLM_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=1.0)
+SECONDS_PER_WORD = 0.35  # expected length of a spoken word, for phrases not yet synthesized
+# Priors for the live estimate before the session's first request (Groq 70B p95 and Aura-2 median).
+LLM_TTFT_PRIOR, TTS_TTFB_PRIOR = 0.4, 0.313
 
 
 class PreResponseObserver(Protocol):
     def on_preresponse(self, outcome: str, latency: float | None) -> None: ...
+
+    def on_answer(self, outcome: str, recovered: bool) -> None: ...
 
 
 FillerAnnouncer = Callable[[str], object]
@@ -65,11 +75,21 @@ class TurnRecord:
     transcript: str
     committed_at: float
     stopped_speaking_at: float | None
+    decision: Decision | None = None
     filler_outcome: str | None = None
     filler_text: str | None = None
     filler_audio_at: float | None = None
     answer_audio_at: float | None = None
     answer_text: str | None = None
+    answer_outcome: str | None = None
+    recovered: bool = False
+
+
+@dataclass
+class _Request:
+    started_at: float
+    first_token_at: float | None = None
+    first_token: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PreResponseAgent(Agent):
@@ -79,45 +99,65 @@ class PreResponseAgent(Agent):
         instructions: str,
         fast_llm: llm.LLM | None,
         options: PreResponseOptions | None = None,
-        strategy: Strategy = "concurrent",
         observer: PreResponseObserver | None = None,
         announce_filler: FillerAnnouncer | None = None,
+        fast_conn_options: APIConnectOptions = FAST_LLM_CONN_OPTIONS,
     ) -> None:
         """`announce_filler(text)` is called when a filler starts to play (the worker publishes it
         to the room, so a listener can tell the filler from the answer)."""
         super().__init__(instructions=instructions)
-        self._announce_filler = announce_filler
         self._fast_llm = fast_llm
         self._options = options or PreResponseOptions()
-        self._strategy = strategy
+        self._decision_options = Options(
+            late_after=self._options.late_after, min_words=self._options.min_words, min_gap=self._options.min_gap
+        )
         self._observer = observer
+        self._announce_filler = announce_filler
+        self._fast_conn_options = fast_conn_options
+        self.estimator = LatencyEstimator(llm_prior=LLM_TTFT_PRIOR, tts_prior=TTS_TTFB_PRIOR)
         self._cache: FillerCache | None = None
+        self._requests: dict[str, _Request] = {}
         self._prepared: dict[str, asyncio.Task[str | None]] = {}
-        self._consumed: str | None = None
+        self._answer_audio_for: str | None = None
+        self._spoken: dict[str, str] = {}  # transcript key -> the filler said for it
         self._previous_filler: str | None = None
-        self._filler: Filler | None = None
+        self._last_filler_at: float | None = None
         self._filler_handle: SpeechHandle | None = None
         self._reply_handle: SpeechHandle | None = None
+        self._own_speech: list[SpeechHandle] = []
+        self._unrecoverable = {"llm_error": 0, "tts_error": 0}
+        self._llm_error_at: float | None = None
         self.turns: list[TurnRecord] = []
 
     @property
     def preresponse_enabled(self) -> bool:
-        return self._options.enabled and self._fast_llm is not None
+        return self._options.enabled and (self._fast_llm is not None or self._options.use_cache)
 
     @property
     def filler_cache(self) -> FillerCache | None:
         return self._cache
 
     async def on_enter(self) -> None:
-        self.session.on("speech_created", self._on_speech_created)
-        self.session.on("conversation_item_added", self._on_item_added)
-        if self.preresponse_enabled and self._options.use_cache and self.session.tts is not None:
-            self._cache = FillerCache(self.session.tts, self._options.stock_phrases)
-            self._cache.warm()
+        session = self.session
+        session.on("speech_created", self._on_speech_created)
+        session.on("conversation_item_added", self._on_item_added)
+        session.on("agent_state_changed", self._on_agent_state)
+        session.on("error", self._on_error)
+        if session.tts is not None:
+            session.tts.on("metrics_collected", self._on_tts_metrics)
+        if self._options.enabled and self._options.use_cache and session.tts is not None:
+            phrases = [*self._options.stock_phrases, self._options.recovery_line]
+            self._cache = FillerCache(session.tts, phrases, self._options.cache_dir)
+            self._cache.warm().add_done_callback(self._seed_tts_estimate)
 
     async def on_exit(self) -> None:
-        self.session.off("speech_created", self._on_speech_created)
-        self.session.off("conversation_item_added", self._on_item_added)
+        session = self.session
+        session.off("speech_created", self._on_speech_created)
+        session.off("conversation_item_added", self._on_item_added)
+        session.off("agent_state_changed", self._on_agent_state)
+        session.off("error", self._on_error)
+        if session.tts is not None:
+            session.tts.off("metrics_collected", self._on_tts_metrics)
         self._drop_prepared()
 
     # --- the main answer's nodes ---------------------------------------------------------
@@ -127,153 +167,283 @@ class PreResponseAgent(Agent):
     ) -> AsyncIterator[Any]:
         last = chat_ctx.items[-1] if chat_ctx.items else None
         spoken_turn = self.session.input.audio is not None and self.session.input.audio_enabled
-        if self._strategy == "concurrent" and spoken_turn and isinstance(last, llm.ChatMessage) and last.role == "user":
-            self._prepare(last.text_content or "", chat_ctx)
+        key = None
+        if spoken_turn and isinstance(last, llm.ChatMessage) and last.role == "user":
+            key = normalize(last.text_content or "")
+            self._prepare(key, chat_ctx)
+        request = _Request(time.time())
+        if key is not None:
+            self._requests = {key: request}
+        opening: OpeningStripper | None = None
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            text = chunk.delta.content if isinstance(chunk, llm.ChatChunk) and chunk.delta else None
+            if text and request.first_token_at is None:
+                request.first_token_at = time.time()
+                request.first_token.set()
+                self.estimator.observe_llm_ttft(request.first_token_at - request.started_at)
+                if key is not None and key in self._spoken:
+                    opening = OpeningStripper(self._spoken[key])
+            if opening is not None and text and not (chunk.delta and chunk.delta.tool_calls):
+                if kept := opening.feed(text):
+                    yield kept
+                continue
             yield chunk
+        if opening is not None and (rest := opening.flush()):
+            yield rest
 
     async def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> AsyncIterator[rtc.AudioFrame]:
+        # Only answers come here: fillers and the recovery line bring their own audio.
+        key = next(iter(self._requests), None)
         first = True
         async for frame in Agent.default.tts_node(self, text, model_settings):
             if first:
                 first = False
-                self._answer_audio_ready()
+                self._answer_audio_for = key
             yield frame
 
     # --- the pre-response ----------------------------------------------------------------
 
     async def on_user_turn_completed(self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage) -> None:
         transcript = new_message.text_content or ""
-        metrics = new_message.metrics or {}
-        record = TurnRecord(transcript, committed_at=time.time(), stopped_speaking_at=metrics.get("stopped_speaking_at"))
+        now = time.time()
+        stopped = (new_message.metrics or {}).get("stopped_speaking_at")
+        record = TurnRecord(transcript, committed_at=now, stopped_speaking_at=stopped)
         self.turns.append(record)
         if not self.preresponse_enabled:
             return
-        if is_trivial(transcript, self._options):
-            self._finish(record, "skipped_trivial", None)
-            return
-        ctx = turn_ctx.copy()
-        ctx.items.append(new_message)
-        if self._strategy == "sequential":
-            await self._speak_then_answer(turn_ctx, ctx, record)
-            return
-        filler = Filler(transcript, self._take_prepared(transcript, ctx))
-        try:
-            handle = self.session.say(
-                filler.text_stream(), audio=filler.audio_stream(self.session.tts, self._cache), add_to_chat_ctx=True
-            )
-        except RuntimeError:  # the session is closing: the answer path decides what happens
-            filler.text_task.cancel()
-            self._finish(record, "failed", None)
-            return
-        self._filler, self._filler_handle = filler, handle
-        handle.add_done_callback(lambda h: self._on_filler_done(filler, h, record))
-        if filler.audio_started is not None:
-            filler.audio_started.add_done_callback(lambda started: self._on_filler_audio(filler, started))
-
-    def _on_filler_audio(self, filler: Filler, started: asyncio.Future[bool]) -> None:
-        if self._announce_filler is not None and not started.cancelled() and started.result() and filler.text:
-            self._announce_filler(filler.text)
-
-    def _prepare(self, transcript: str, chat_ctx: llm.ChatContext) -> None:
-        """Start the fast LLM's filler text early, once per transcript (from the main answer's llm_node)."""
         key = normalize(transcript)
-        if not self.preresponse_enabled or key in self._prepared or key == self._consumed or is_trivial(transcript, self._options):
+        decision = self._decide(record, key)
+        self._drop_prepared(keep=key if decision.recheck_at is not None else None)
+        if not decision.speak and decision.recheck_at is None:
+            self._finish(record, decision.outcome, None)
             return
-        self._drop_prepared()
-        self._prepared[key] = self._start_filler_text(chat_ctx)
+        self._hold_filler(record, key, decision)
 
-    def _take_prepared(self, transcript: str, chat_ctx: llm.ChatContext) -> asyncio.Task[str | None]:
-        """The filler text task for the committed turn: the one started early, or a new one."""
-        key = normalize(transcript)
-        task = self._prepared.pop(key, None) or self._start_filler_text(chat_ctx)
-        self._drop_prepared()
-        self._consumed = key
-        return task
-
-    def _drop_prepared(self) -> None:
-        for stale in self._prepared.values():
-            stale.cancel()
-        self._prepared = {}
-
-    def _start_filler_text(self, chat_ctx: llm.ChatContext) -> asyncio.Task[str | None]:
-        task = asyncio.get_running_loop().create_task(self._filler_text(chat_ctx), name="PreResponseAgent.filler_text")
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
-
-    async def _filler_text(self, chat_ctx: llm.ChatContext) -> str | None:
-        assert self._fast_llm is not None
-        previous = self._previous_filler
-        raw = await generate_filler_text(
-            self._fast_llm,
-            filler_context(chat_ctx, self._options, previous),
-            max_words=self._options.max_words,
-            conn_options=self.session.conn_options.llm_conn_options,
+    def _decide(self, record: TurnRecord, key: str) -> Decision:
+        request = self._requests.get(key)
+        now = time.time()
+        turn = Turn(
+            record.transcript, now=now, speech_ended_at=record.stopped_speaking_at or record.committed_at,
+            llm_started_at=request.started_at if request else None,
+            llm_first_token_at=request.first_token_at if request else None,
+            answer_audio_ready=self._answer_audio_for == key,
         )
-        text = clean_filler(raw, max_words=self._options.max_words, previous=previous)
-        if text is None and self._cache is not None:
-            text = self._cache.stock_alternative(previous)
-        return text
+        history = History(self._previous_filler, self._last_filler_at)
+        decision = decide(turn, self.estimator.estimate(), history, self._candidates(key), self._decision_options)
+        record.decision = decision
+        return decision
 
-    async def _speak_then_answer(self, turn_ctx: llm.ChatContext, ctx: llm.ChatContext, record: TurnRecord) -> None:
-        """The seed prototype's order: the whole filler text first, then the answer starts."""
+    def _hold_filler(self, record: TurnRecord, key: str, decision: Decision) -> None:
+        """Reserve the filler's place ahead of the answer: it speaks at once, or, while the main
+        LLM's first token is still due, when a new decision says the answer is late. A slot that
+        stays silent ends without a sound and the answer queued behind it plays at once."""
+        chosen: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        async def text() -> AsyncIterator[str]:
+            if (said := await asyncio.shield(chosen)) is not None:
+                yield said
+
         try:
-            text = await self._filler_text(ctx)
-        except Exception:
-            logger.warning("fast LLM failed; no pre-response this turn", exc_info=True)
+            handle = self.session.say(text(), audio=self._filler_audio(record, key, decision, chosen), add_to_chat_ctx=True)
+        except RuntimeError:  # the session is closing: the answer path decides what happens
             self._finish(record, "failed", None)
             return
-        if text is None:
-            self._finish(record, "skipped_invalid", None)
-            return
-        done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        done.set_result(text)
-        filler = Filler(record.transcript, asyncio.ensure_future(done))
-        handle = self.session.say(filler.text_stream(), audio=filler.audio_stream(self.session.tts, self._cache))
-        self._filler, self._filler_handle = None, handle
-        handle.add_done_callback(lambda h: self._on_filler_done(filler, h, record))
-        turn_ctx.add_message(role="assistant", content=text)
+        self._own_speech = [h for h in self._own_speech if not h.done()] + [handle]
+        self._filler_handle = handle
+        handle.add_done_callback(lambda h: self._on_filler_done(h, record, chosen))
 
-    def _answer_audio_ready(self) -> None:
-        filler, handle = self._filler, self._filler_handle
-        if filler is None or handle is None or handle.done() or filler.outcome is not None:
-            return
-        filler.answer_ready.set()
-        started = filler.audio_has_started
-        filler.settle("cut" if started else "skipped_answer_first")
-        handle.interrupt(force=True)
+    async def _filler_audio(
+        self, record: TurnRecord, key: str, decision: Decision, chosen: asyncio.Future[str | None]
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        try:
+            while not decision.speak and decision.recheck_at is not None:
+                request = self._requests.get(key)
+                waits = [asyncio.ensure_future(asyncio.sleep(max(0.0, decision.recheck_at - time.time())))]
+                if request is not None:
+                    waits.append(asyncio.ensure_future(request.first_token.wait()))
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+                decision = self._decide(record, key)
+            self._drop_prepared()
+            if not decision.speak or decision.phrase is None:
+                chosen.set_result(None)
+                return
+            phrase = decision.phrase.text
+            self._spoken = {key: phrase}
+            self._previous_filler, self._last_filler_at = phrase, time.time()
+            record.filler_text = phrase
+            clip = self._cache.get(phrase) if self._cache else None
+            audio = frames_of(clip) if clip is not None else self._synthesized(phrase)
+            chosen.set_result(phrase)
+            async for frame in audio:
+                if record.filler_audio_at is None:
+                    record.filler_audio_at = time.time()
+                    if self._announce_filler is not None:
+                        self._announce_filler(phrase)
+                yield frame
+        finally:
+            if not chosen.done():
+                chosen.set_result(None)
 
-    def _on_filler_done(self, filler: Filler, handle: SpeechHandle, record: TurnRecord) -> None:
-        started = filler.audio_has_started
-        if filler.outcome is None:
-            filler.settle("interrupted" if handle.interrupted else "spoken" if started else "failed")
-            if handle.interrupted and self._reply_handle is not None and not self._reply_handle.done():
-                self._reply_handle.interrupt(force=True)  # barge-in on the filler stops the answer too
-        if started:
-            self._previous_filler = filler.text
+    def _candidates(self, key: str) -> list[Candidate]:
+        """The fast LLM's phrase when it is ready and safe, then the stock phrases, starting after
+        the previous filler so the wording rotates."""
+        out: list[Candidate] = []
+        task = self._prepared.get(key)
+        text = task.result() if task is not None and task.done() and not task.cancelled() and task.exception() is None else None
+        if text:
+            clip = self._cache.get(text) if self._cache else None
+            ttfb = self.estimator.estimate().tts_ttfb
+            out.append(Candidate(text, "fast_llm", 0.0 if clip else ttfb, clip.duration if clip else SECONDS_PER_WORD * len(text.split())))
+        if self._cache is not None:
+            phrases = list(self._options.stock_phrases)
+            previous = normalize(self._previous_filler) if self._previous_filler else None
+            start = next((i + 1 for i, p in enumerate(phrases) if normalize(p) == previous), 0)
+            for phrase in phrases[start:] + phrases[:start]:
+                if (clip := self._cache.get(phrase)) is not None:
+                    out.append(Candidate(phrase, "stock", 0.0, clip.duration))
+        return out
+
+    async def _synthesized(self, text: str) -> AsyncIterator[rtc.AudioFrame]:
+        """A phrase not in the cache: through the session's TTS text transforms, each frame as
+        soon as it is synthesized."""
+
+        async def words() -> AsyncIterator[str]:
+            yield text
+
+        stream: AsyncIterable[str] = words()
+        if transforms := self.session.options.tts_text_transforms:
+            stream = _apply_text_transforms(stream, transforms)
+        async for frame in Agent.default.tts_node(self, stream, ModelSettings()):
+            yield frame
+
+    def _on_filler_done(self, handle: SpeechHandle, record: TurnRecord, chosen: asyncio.Future[str | None]) -> None:
+        started = record.filler_audio_at is not None
+        if handle.interrupted:
+            outcome = "interrupted"
+        elif started:
+            outcome = "spoken"
+        elif record.decision is not None and not record.decision.speak:
+            outcome = record.decision.outcome
+        else:
+            outcome = "failed"
+        if handle.interrupted and self._reply_handle is not None and not self._reply_handle.done():
+            self._reply_handle.interrupt(force=True)  # barge-in on the filler stops the answer too
         latency = None
-        if started and filler.first_audio_at is not None and record.stopped_speaking_at is not None:
-            latency = filler.first_audio_at - record.stopped_speaking_at
-        record.filler_text = filler.text if started else None
-        record.filler_audio_at = filler.first_audio_at if started else None
-        self._finish(record, filler.outcome or "spoken", latency)
+        if started and record.stopped_speaking_at is not None:
+            latency = record.filler_audio_at - record.stopped_speaking_at  # type: ignore[operator]
+        self._finish(record, outcome, latency)
 
     def _finish(self, record: TurnRecord, outcome: str, latency: float | None) -> None:
         record.filler_outcome = outcome
         if self._observer is not None:
             self._observer.on_preresponse(outcome, latency)
 
-    # --- session events ------------------------------------------------------------------
+    # --- the fast LLM --------------------------------------------------------------------
+
+    def _prepare(self, key: str, chat_ctx: llm.ChatContext) -> None:
+        """Start the fast LLM's text once per transcript, as early as the main answer."""
+        if self._fast_llm is None or not self._options.enabled or key in self._prepared:
+            return
+        if len(key.split()) < self._options.min_words:
+            return
+        self._drop_prepared()
+        task = asyncio.get_running_loop().create_task(self._filler_text(chat_ctx), name="PreResponseAgent.filler_text")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._prepared[key] = task
+
+    def _drop_prepared(self, keep: str | None = None) -> None:
+        for key, stale in self._prepared.items():
+            if key != keep:
+                stale.cancel()
+        self._prepared = {key: task for key, task in self._prepared.items() if key == keep}
+
+    async def _filler_text(self, chat_ctx: llm.ChatContext) -> str | None:
+        assert self._fast_llm is not None
+        previous = self._previous_filler
+        raw = await generate_filler_text(
+            self._fast_llm, filler_context(chat_ctx, self._options, previous),
+            max_words=self._options.max_words, conn_options=self._fast_conn_options,
+        )
+        return clean_filler(raw, max_words=self._options.max_words, previous=previous)
+
+    # --- answers, failures and session events --------------------------------------------
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
-        if ev.source == "generate_reply":
+        if ev.source == "generate_reply" and self.turns:
             self._reply_handle = ev.speech_handle
+            record = self.turns[-1]
+            ev.speech_handle.add_done_callback(lambda h: self._on_answer_done(h, record))
+
+    def _on_answer_done(self, handle: SpeechHandle, record: TurnRecord) -> None:
+        if record.answer_outcome is not None:
+            return
+        said = "".join(
+            item.text_content or "" for item in handle.chat_items if isinstance(item, llm.ChatMessage) and item.role == "assistant"
+        )
+        if handle.interrupted:
+            outcome = "interrupted"
+        elif said.strip():
+            outcome = "answered"
+        else:
+            failed = self._llm_error_at is not None and self._llm_error_at >= (record.stopped_speaking_at or record.committed_at) - 1.0
+            outcome = "failed" if failed else "empty"
+        record.answer_outcome = outcome
+        if outcome in ("failed", "empty") and record.filler_outcome == "spoken":
+            record.recovered = self._say_recovery()
+        if self._observer is not None:
+            self._observer.on_answer(outcome, record.recovered)
+
+    def _say_recovery(self) -> bool:
+        line = self._options.recovery_line
+        clip = self._cache.get(line) if self._cache else None
+        try:
+            handle = self.session.say(line, audio=frames_of(clip) if clip else self._synthesized(line), add_to_chat_ctx=True)
+        except RuntimeError:
+            return False
+        self._own_speech = [h for h in self._own_speech if not h.done()] + [handle]
+        return True
+
+    def _on_error(self, ev: ErrorEvent) -> None:
+        kind = getattr(ev.error, "type", None)
+        if kind in self._unrecoverable and not getattr(ev.error, "recoverable", True):
+            self._unrecoverable[kind] += 1
+        if kind == "llm_error":
+            self._llm_error_at = time.time()
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        """livekit has just reset its unrecoverable-error counters because the agent speaks. For
+        the agent's own filler or recovery line, put them back (livekit 1.8.9 has no public API for
+        this); an answer resets them, as livekit intends."""
+        if ev.new_state != "speaking":
+            return
+        speech = self.session.current_speech
+        if speech is not None and any(speech is own for own in self._own_speech):
+            self.session._llm_error_counts = self._unrecoverable["llm_error"]
+            self.session._tts_error_counts = self._unrecoverable["tts_error"]
+        else:
+            self._unrecoverable = {"llm_error": 0, "tts_error": 0}
+
+    def _on_tts_metrics(self, ev: Any) -> None:
+        if getattr(ev, "ttfb", -1) >= 0:
+            self.estimator.observe_tts_ttfb(ev.ttfb)
+
+    def _seed_tts_estimate(self, task: asyncio.Task[None]) -> None:
+        """The stock phrases' synthesis times are the session's first TTS samples."""
+        if task.cancelled() or task.exception() is not None or self._cache is None:
+            return
+        for phrase in self._cache.phrases:
+            if (clip := self._cache.get(phrase)) is not None:
+                self.estimator.observe_tts_ttfb(clip.ttfb)
 
     def _on_item_added(self, ev: ConversationItemAddedEvent) -> None:
         item = ev.item
         if not isinstance(item, llm.ChatMessage) or item.role != "assistant" or not self.turns:
             return
-        if self._filler_handle is not None and any(i is item for i in self._filler_handle.chat_items):
+        if any(own is not None and any(i is item for i in own.chat_items) for own in self._own_speech):
             return
         record = self.turns[-1]
         if record.answer_audio_at is None:

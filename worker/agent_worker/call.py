@@ -31,6 +31,30 @@ SCRIPTED_TURN_HANDLING: dict[str, Any] = {
 
 
 @dataclass
+class Heard:
+    """One turn at the caller's ear: seconds from the end of the caller's speech (the last voiced
+    frame) to the first frame played of the filler and of the answer."""
+
+    record: TurnRecord
+    speech_end: float  # perf_counter
+    filler: Playout | None
+    answer: Playout | None
+
+    @property
+    def filler_after(self) -> float | None:
+        return self.filler.starts_at - self.speech_end if self.filler else None
+
+    @property
+    def answer_after(self) -> float | None:
+        return self.answer.starts_at - self.speech_end if self.answer else None
+
+    @property
+    def first_audio_after(self) -> float | None:
+        heard = [t for t in (self.filler_after, self.answer_after) if t is not None]
+        return min(heard) if heard else None
+
+
+@dataclass
 class ScriptedCall:
     agent: PreResponseAgent
     llm: llm.LLM
@@ -41,6 +65,7 @@ class ScriptedCall:
     session: AgentSession = field(init=False)
     caller: ScriptedAudioInput = field(init=False)
     speaker: PacedAudioOutput = field(init=False)
+    heard: list[Heard] = field(default_factory=list)
 
     async def __aenter__(self) -> ScriptedCall:
         # No echo to cancel here: barge-in works from the first agent word (aec_warmup_duration=None).
@@ -62,13 +87,24 @@ class ScriptedCall:
         self.caller.close()
         await self.session.aclose()
 
-    async def turn(self, speech_seconds: float = 0.4, *, timeout: float = 10.0) -> TurnRecord:
-        """The caller speaks, then the call runs until the agent's answer was heard and all is quiet."""
-        count = len(self.agent.turns)
-        await self.caller.say(speech_seconds)
+    async def turn(self, speech_seconds: float = 0.4, *, timeout: float = 10.0, until_answer: bool = True) -> TurnRecord:
+        """The caller speaks, then the call runs until the agent's answer was heard (or, with
+        `until_answer=False`, until the turn is over) and all is quiet. What the caller heard is
+        appended to `heard`."""
+        count, played = len(self.agent.turns), len(self.speaker.playouts)
+        speech_end = await self.caller.say(speech_seconds)
         turns = self.agent.turns
-        await self.wait_quiet(lambda: len(turns) > count and turns[-1].answer_audio_at is not None, timeout=timeout)
-        return turns[-1]
+
+        def done() -> bool:
+            return len(turns) > count and (turns[-1].answer_audio_at is not None or not until_answer)
+
+        await self.wait_quiet(done, timeout=timeout)
+        record = turns[-1]
+        new = self.speaker.playouts[played:]
+        filler = new[0] if record.filler_audio_at is not None and new else None
+        answers = new[1:] if filler is not None else new
+        self.heard.append(Heard(record, speech_end, filler, answers[0] if answers and record.answer_audio_at else None))
+        return record
 
     async def wait_quiet(self, condition: Any = lambda: True, *, timeout: float = 10.0, settle: float = 0.15) -> None:
         """Wait until `condition()` holds and nothing is queued, playing or being generated."""

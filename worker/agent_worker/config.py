@@ -19,6 +19,8 @@ from pydantic_settings.exceptions import SettingsError
 LLMProvider = Literal["groq", "ollama", "openai"]
 STTProvider = Literal["deepgram", "openai"]
 TTSProvider = Literal["openai"]
+TurnDetectorKind = Literal["local", "cloud", "vad"]
+EndpointingMode = Literal["fixed", "dynamic"]
 
 ENV_PREFIX = "AGENT_"
 CONFIG_FILE_ENV = "AGENT_CONFIG_FILE"
@@ -125,7 +127,35 @@ class Settings(BaseSettings):
     preresponse_min_words: int = Field(
         3, ge=0, le=50, description="Turns with fewer words than this get no pre-response (trivial turns)"
     )
-    preresponse_cache: bool = Field(True, description="Pre-synthesize stock acknowledgements once per process")
+    preresponse_cache: bool = Field(True, description="Pre-synthesize stock acknowledgements once per worker pod, shared by its calls")
+    preresponse_late_after: float = Field(
+        1.2, ge=0.0, le=10.0,
+        description="A filler is said only when the answer is expected this many seconds or more after the caller stops speaking",
+    )
+    preresponse_min_gap: float = Field(0.0, ge=0.0, le=120.0, description="Seconds between the starts of two fillers (0: at most one per turn only)")
+    preresponse_cache_dir: str = Field(
+        "", description="Writable folder shared by the pod's job processes for the stock phrases' audio; empty: <tmp>/agent-worker-fillers"
+    )
+    fast_llm_timeout: float = Field(
+        1.0, gt=0.0, le=10.0, description="Seconds the fast LLM may take (no retries): a filler is useless after about a second"
+    )
+
+    # Turn handling: when the caller's turn is over (see docs/worker.md, "Turn handling").
+    vad_min_silence: float = Field(
+        0.25, ge=0.05, le=2.0, description="Seconds of silence before the VAD says the caller stopped speaking (Silero's own default: 0.55)"
+    )
+    turn_detector: TurnDetectorKind = Field(
+        "local", description="End-of-turn model: local (v1-mini, on the CPU), cloud (LiveKit Cloud v1, needs LiveKit keys) or vad (silence only)"
+    )
+    endpointing_mode: EndpointingMode = Field("fixed", description="fixed, or dynamic (adapts the delays to the caller's pauses)")
+    endpointing_min_delay: float = Field(
+        0.3, ge=0.0, le=5.0, description="Seconds after the end of speech a finished turn is committed"
+    )
+    endpointing_max_delay: float = Field(
+        2.5, ge=0.1, le=10.0, description="Seconds after the end of speech a turn is committed when the detector thinks the caller is not done"
+    )
+    preemptive_generation: bool = Field(True, description="Start the main LLM on the final transcript, before the turn is committed")
+    preemptive_tts: bool = Field(False, description="Also start the answer's TTS before the turn is committed")
 
     stt_provider: STTProvider = Field("deepgram", description="Speech-to-text provider")
     stt_model: str | None = Field(None, description="STT model; default depends on the provider")
@@ -185,6 +215,16 @@ class Settings(BaseSettings):
         self.tts_model = self.tts_model or DEFAULT_MODELS[(self.tts_provider, "tts")]
         self.llm_base_url = self.llm_base_url or DEFAULT_BASE_URLS.get(self.llm_provider)
         self.fast_llm_base_url = self.fast_llm_base_url or DEFAULT_BASE_URLS.get(self.fast_llm_provider)
+        if self.endpointing_max_delay < self.endpointing_min_delay:
+            raise ConfigError(
+                f"{ENV_PREFIX}ENDPOINTING_MAX_DELAY={self.endpointing_max_delay} is below {ENV_PREFIX}ENDPOINTING_MIN_DELAY="
+                f"{self.endpointing_min_delay}; set it between {self.endpointing_min_delay} and 10"
+            )
+        if self.turn_detector == "cloud" and not (self.livekit_api_key and self.livekit_api_secret):
+            raise ConfigError(
+                f"{ENV_PREFIX}TURN_DETECTOR=cloud needs LIVEKIT_API_KEY and LIVEKIT_API_SECRET (LiveKit Cloud inference); "
+                "set them or choose local or vad"
+            )
         for role, provider, base_url in self.provider_uses():
             if self.api_key(provider) is None and not (provider == "openai" and base_url):
                 raise ConfigError(
@@ -277,6 +317,19 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"{variable} is not valid JSON; set it to a JSON value (see `agent-worker config`)") from None
 
 
+def _allowed_range(field_name: str) -> str | None:
+    """"0.05 to 2.0" from a field's ge/gt/le/lt bounds, or None for an unbounded field."""
+    low = high = None
+    for bound in Settings.model_fields[field_name].metadata:
+        for attr, side in (("ge", "low"), ("gt", "low"), ("le", "high"), ("lt", "high")):
+            if (limit := getattr(bound, attr, None)) is not None:
+                text = f"{limit}" if attr in ("ge", "le") else f"{limit} (excluded)"
+                low, high = (text, high) if side == "low" else (low, text)
+    if low is None and high is None:
+        return None
+    return f"{low or 'any'} to {high or 'any'}"
+
+
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     field_name = str(error["loc"][0]) if error["loc"] else ""
@@ -284,7 +337,10 @@ def _describe(exc: ValidationError) -> str:
     value = error.get("input")
     if error["type"] == "literal_error":
         expected = error["ctx"]["expected"].replace("'", "")
-        return f"{variable}={value!r} is not a known provider; set one of {expected}"
+        known = "a known provider" if field_name.endswith("provider") else "allowed"
+        return f"{variable}={value!r} is not {known}; set one of {expected}"
+    if field_name in Settings.model_fields and (allowed := _allowed_range(field_name)):
+        return f"{variable}={value!r} is invalid: {error['msg']}; allowed range {allowed}"
     reason = error["msg"].removeprefix("Value error, ")
     if len(error["loc"]) > 1 and error["type"] != "literal_error":
         where = ".".join(str(part) for part in error["loc"][1:])

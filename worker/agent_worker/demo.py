@@ -81,12 +81,12 @@ async def run_demo(turns: int, out: object = sys.stdout) -> dict[str, object]:
             after = recorder.summary()
             tokens = _llm_tokens(after) - _llm_tokens(before)
             cost = after["cost_usd"]["total"] - before["cost_usd"]["total"]  # type: ignore[index]
-            filler_ms = _ms(record.filler_audio_at, record.committed_at)
-            answer_ms = _ms(record.answer_audio_at, record.committed_at)
+            heard = call.heard[-1]
+            filler_ms, answer_ms = _ms(heard.filler_after), _ms(heard.answer_after)
             spoken = f"{record.filler_outcome}: {record.filler_text or '-'}"
             print(f"{index + 1:<4} {record.transcript[:44]:<44} {filler_ms:>8} {answer_ms:>8}  {spoken[:22]:<22} {tokens:>10} {cost:>11.7f}", file=out)
     summary = recorder.finish("demo finished")
-    print(f"\nfiller/answer: ms from the end of the caller's turn to the first audio frame. "
+    print(f"\nfiller/answer: ms from the end of the caller's speech to the first frame the caller heard of each. "
           f"Session total: {summary['cost_usd']['total']:.7f} USD.", file=out)  # type: ignore[index]
     return summary
 
@@ -95,8 +95,8 @@ def _llm_tokens(summary: dict[str, object]) -> int:
     return sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in summary["usage"])  # type: ignore[union-attr,attr-defined]
 
 
-def _ms(at: float | None, since: float) -> str:
-    return "-" if at is None else f"{(at - since) * 1000:.0f}"
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:

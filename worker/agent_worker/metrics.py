@@ -77,6 +77,8 @@ class SessionRecorder:
         self._usage: dict[tuple[str, str, str], ModelUsage] = {}
         self._costs: dict[tuple[str, str, str], float] = defaultdict(float)
         self._preresponses: Tally[str] = Tally()
+        self._answers: Tally[str] = Tally()
+        self.recoveries = 0
         self.turns = 0
         self.interruptions = 0
         self._started_at: float | None = None
@@ -111,6 +113,8 @@ class SessionRecorder:
             "turns": self.turns,
             "interruptions": self.interruptions,
             "preresponses": dict(self._preresponses),
+            "answers": dict(self._answers),
+            "recoveries": self.recoveries,
             "usage": [usage.as_dict() for usage in self._usage.values()],
             "cost_usd": {"total": round(sum(self._costs.values()), 9), "by_model": by_model},
         }
@@ -193,6 +197,13 @@ class SessionRecorder:
         _metric("preresponses", outcome=outcome).inc()
         if latency is not None:
             _metric("preresponse_latency_seconds").observe(latency)
+
+    def on_answer(self, outcome: str, recovered: bool) -> None:
+        self._answers[outcome] += 1
+        _metric("answers", outcome=outcome).inc()
+        if recovered:
+            self.recoveries += 1
+            _metric("answer_recoveries").inc()
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -1,40 +1,55 @@
-"""The pre-response ("filler"): what to say, when not to say it, and its audio.
+"""The filler's words and audio: which texts are safe to say, and the pod-wide stock phrases.
 
-A filler is one short acknowledgement from the fast LLM, spoken while the main LLM prepares
-the answer. The skip rule (also in docs/worker.md):
+- `is_safe_filler(text)`: a filler may only acknowledge. It is made of acknowledgement words
+  only ("Okay.", "Let me check that for you."), so it can never answer ("Yes, it is open."),
+  state a fact ("Paris."), ask ("What planet?"), refuse or apologize ("I'm sorry, I can't.").
+  Every fast-LLM text passes through it before it is spoken.
+- `FillerCache`: the stock phrases, synthesized once per worker pod (not per call: livekit runs
+  one job per process) into a shared directory, under a file lock, and read by every job.
+- `strip_repeated_opening`: the answer does not repeat the filler ("Sure. Sure, ...").
 
-1. `skipped_trivial`: the caller said fewer than `min_words` words ("yes", "thank you"):
-   the answer itself is short and quick, an acknowledgement would only be noise.
-2. `skipped_answer_first`: the answer's first audio was ready before the filler's: the filler
-   is dropped unspoken.
-3. `cut`: the answer's first audio became ready while the filler was playing: the filler
-   stops there and the answer starts; history keeps only the words the caller heard.
-4. `skipped_invalid`: the fast LLM's text was empty, answered the question (held a digit),
-   or repeated the previous filler, and no stock phrase could stand in.
-5. `failed`: the fast LLM raised; the answer is unaffected.
-
-The fast LLM call is made once per user transcript, as early as the main LLM's own call
-(livekit starts that one preemptively, before the turn is committed), so the two run
-concurrently from the same moment.
+When and which phrase to say is decided in `decision.py`; `agent.py` carries it out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import json
 import logging
+import os
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, tts
 
+from .decision import normalize
+
 logger = logging.getLogger("agent_worker.preresponse")
 
 STOCK_PHRASES: tuple[str, ...] = ("Okay.", "Sure.", "Right.", "Got it.", "Let me check.", "One moment.", "Good question.")
+RECOVERY_LINE = "Sorry, I lost my train of thought. Could you say that again?"
+DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "agent-worker-fillers"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+# Words an acknowledgement is made of. Anything else (a name, a number, yes/no, a verb of fact,
+# sorry, can't) could carry an answer, a refusal or an apology, so the text is not a filler.
+ACKNOWLEDGEMENT_WORDS = frozenset(
+    """
+    okay ok sure right alright all got it gotcha understood noted let let's me us check checking see
+    one moment moments second sec minute just a quick give think thinking look looking into that this
+    on hold bear with find out pull up good great interesting question questions thanks thank you for
+    asking so well i'll i'm i will am now hmm mm um uh take working there thing
+    """.split()
+)
+MAX_FILLER_WORDS = 10
 
 
 @dataclass(frozen=True)
@@ -44,33 +59,67 @@ class PreResponseOptions:
     min_words: int = 3
     use_cache: bool = True
     context_items: int = 4
+    late_after: float = 1.2
+    min_gap: float = 0.0
     stock_phrases: Sequence[str] = STOCK_PHRASES
+    recovery_line: str = RECOVERY_LINE
+    cache_dir: Path = DEFAULT_CACHE_DIR
 
 
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
-def word_count(text: str) -> int:
-    return len(normalize(text).split())
-
-
-def is_trivial(transcript: str, options: PreResponseOptions) -> bool:
-    return word_count(transcript) < options.min_words
+def is_safe_filler(text: str) -> bool:
+    """Whether `text` only acknowledges: one short sentence of acknowledgement words, no digit,
+    no question mark. Conservative by design: a text it rejects is replaced by a stock phrase."""
+    stripped = text.strip().replace("\u2019", "'")
+    if not stripped or "?" in stripped or any(ch.isdigit() for ch in stripped):
+        return False
+    words = normalize(stripped).split()
+    return 0 < len(words) <= MAX_FILLER_WORDS and all(word in ACKNOWLEDGEMENT_WORDS for word in words)
 
 
 def clean_filler(raw: str, *, max_words: int, previous: str | None) -> str | None:
-    """The first sentence of `raw`, at most `max_words` words; None if unusable."""
+    """The fast LLM's first sentence if it is a safe filler of at most `max_words` words and not
+    the previous filler; None otherwise (a stock phrase stands in)."""
     text = " ".join(raw.split())
     text = _SENTENCE_END.split(text, maxsplit=1)[0] if text else ""
-    words = text.split()
-    if not words or any(ch.isdigit() for ch in text):
+    if not text or len(text.split()) > max_words or not is_safe_filler(text):
         return None
-    if len(words) > max_words:
-        text = " ".join(words[:max_words]).rstrip(",;:") + "..."
     if previous is not None and normalize(text) == normalize(previous):
         return None
     return text
+
+
+def strip_repeated_opening(answer: str, filler: str) -> str:
+    """`answer` without a leading repetition of `filler` ("Sure, the shop..." after "Sure.")."""
+    said = normalize(filler).split()
+    tokens = answer.lstrip().split(" ")
+    if not said or len(tokens) < len(said) or [normalize(t) for t in tokens[: len(said)]] != said:
+        return answer
+    rest = " ".join(tokens[len(said) :]).lstrip(" ,.;:!-")
+    return rest[:1].upper() + rest[1:] if rest else ""
+
+
+class OpeningStripper:
+    """Holds the start of a streamed answer until it can tell whether it repeats the filler."""
+
+    def __init__(self, filler: str) -> None:
+        self._filler = filler
+        self._needed = len(normalize(filler).split()) + 1
+        self._held: list[str] | None = []
+
+    def feed(self, text: str) -> str:
+        if self._held is None:
+            return text
+        self._held.append(text)
+        joined = "".join(self._held)
+        if len(joined.split()) <= self._needed and not joined[-1:].isspace():
+            return ""
+        return self.flush()
+
+    def flush(self) -> str:
+        if self._held is None:
+            return ""
+        joined, self._held = "".join(self._held), None
+        return strip_repeated_opening(joined, self._filler)
 
 
 def filler_prompt(options: PreResponseOptions, previous: str | None) -> str:
@@ -79,7 +128,7 @@ def filler_prompt(options: PreResponseOptions, previous: str | None) -> str:
     return (
         "Another assistant is preparing the answer to the caller's last message. Your only job is to "
         f"acknowledge it at once with one short phrase of at most {options.max_words} words. Never answer, "
-        f"never state facts or numbers, never ask a question.{avoid} Prefer one of: {examples}."
+        f"never state facts or numbers, never ask a question, never apologize.{avoid} Prefer one of: {examples}."
     )
 
 
@@ -140,105 +189,116 @@ async def _read_to_the_end(stream: llm.LLMStream) -> None:
         await stream.aclose()
 
 
-class FillerCache:
-    """Stock acknowledgements synthesized once per process and TTS voice."""
-
-    _by_voice: dict[tuple[str, str, str], dict[str, list[rtc.AudioFrame]]] = {}
-
-    def __init__(self, tts_engine: tts.TTS, phrases: Sequence[str]) -> None:
-        voice = getattr(tts_engine, "voice", None) or getattr(getattr(tts_engine, "_opts", None), "voice", "")
-        self._key = (tts_engine.provider, tts_engine.model, str(voice))
-        self._tts = tts_engine
-        self._phrases = list(phrases)
-        self._task: asyncio.Task[None] | None = None
-
-    def warm(self) -> asyncio.Task[None]:
-        """Start synthesizing missing phrases in the background (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._synthesize_missing(), name="FillerCache.warm")
-        return self._task
-
-    async def _synthesize_missing(self) -> None:
-        store = FillerCache._by_voice.setdefault(self._key, {})
-        missing = [phrase for phrase in self._phrases if normalize(phrase) not in store]
-        results = await asyncio.gather(*(self._synthesize(phrase) for phrase in missing), return_exceptions=True)
-        for phrase, frames in zip(missing, results):
-            if isinstance(frames, BaseException):
-                logger.warning("could not pre-synthesize %r (%s); it will be synthesized when used", phrase, frames)
-            else:
-                store[normalize(phrase)] = frames
-
-    async def _synthesize(self, phrase: str) -> list[rtc.AudioFrame]:
-        return [event.frame async for event in self._tts.synthesize(phrase)]
-
-    def get(self, text: str) -> list[rtc.AudioFrame] | None:
-        return FillerCache._by_voice.get(self._key, {}).get(normalize(text))
-
-    def stock_alternative(self, previous: str | None) -> str | None:
-        """A cached stock phrase other than `previous`, for when the fast LLM's text is unusable."""
-        for phrase in self._phrases:
-            if self.get(phrase) is not None and (previous is None or normalize(phrase) != normalize(previous)):
-                return phrase
-        return None
-
-
-@dataclass
-class Filler:
-    """One turn's pre-response: the fast LLM's text, then its audio, unless the answer wins."""
-
-    transcript: str
-    text_task: asyncio.Task[str | None]
-    answer_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    audio_started: asyncio.Future[bool] | None = None
-    outcome: str | None = None
-    text: str | None = None
-    first_audio_at: float | None = None
-
-    def __post_init__(self) -> None:
-        self.audio_started = asyncio.get_running_loop().create_future()
+@dataclass(frozen=True)
+class Clip:
+    frames: tuple[rtc.AudioFrame, ...]
+    ttfb: float  # how long the TTS took to its first byte when this clip was made
 
     @property
-    def audio_has_started(self) -> bool:
-        """Whether the filler's audio started playing. A session closing while `text_stream` waits
-        cancels the future it awaits: that is "not started", never an exception."""
-        started = self.audio_started
-        return started is not None and started.done() and not started.cancelled() and started.result()
+    def duration(self) -> float:
+        return sum(frame.duration for frame in self.frames)
 
-    def settle(self, outcome: str) -> None:
-        if self.outcome is None:
-            self.outcome = outcome
-        if self.audio_started is not None and not self.audio_started.done():
-            self.audio_started.set_result(False)
 
-    async def text_stream(self) -> AsyncIterator[str]:
-        """The filler's words, released only once its audio has started (never for a dropped one)."""
-        assert self.audio_started is not None
-        if await self.audio_started and self.text:
-            yield self.text
+class FillerCache:
+    """Stock phrases synthesized once per pod and TTS voice, shared by every job process.
 
-    async def audio_stream(self, tts_engine: tts.TTS, cache: FillerCache | None) -> AsyncIterator[rtc.AudioFrame]:
-        assert self.audio_started is not None
+    The first process that needs a voice's phrases takes an exclusive lock on the voice's folder
+    under `directory` (an emptyDir in the pod), synthesizes what is missing and writes one file
+    per phrase; the others wait for the lock and read the files. Each process keeps what it read."""
+
+    _memory: dict[str, dict[str, Clip]] = {}
+
+    def __init__(self, tts_engine: tts.TTS, phrases: Sequence[str], directory: Path = DEFAULT_CACHE_DIR) -> None:
+        voice = getattr(tts_engine, "voice", None) or getattr(getattr(tts_engine, "_opts", None), "voice", "")
+        identity = f"{tts_engine.provider}|{tts_engine.model}|{voice}|{tts_engine.sample_rate}"
+        self._key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self._folder = Path(directory) / self._key
+        self._tts = tts_engine
+        self._phrases = list(dict.fromkeys(phrases))
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def phrases(self) -> list[str]:
+        return list(self._phrases)
+
+    def warm(self) -> asyncio.Task[None]:
+        """Load (or, first in the pod, synthesize) the phrases in the background (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._load(), name="FillerCache.warm")
+        return self._task
+
+    def get(self, text: str) -> Clip | None:
+        return FillerCache._memory.get(self._key, {}).get(normalize(text))
+
+    async def _load(self) -> None:
+        store = FillerCache._memory.setdefault(self._key, {})
+        if all(normalize(p) in store for p in self._phrases):
+            return
+        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = os.open(self._folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            self.text = await self.text_task
-        except Exception:
-            logger.warning("fast LLM failed; no pre-response this turn", exc_info=True)
-            self.settle("failed")
-            return
-        if self.text is None:
-            self.settle("skipped_invalid")
-            return
-        frames = cache.get(self.text) if cache else None
-        if frames is None:
-            try:
-                frames = [event.frame async for event in tts_engine.synthesize(self.text)]
-            except Exception:
-                logger.warning("could not synthesize the pre-response; no pre-response this turn", exc_info=True)
-                self.settle("failed")
-                return
-        if self.answer_ready.is_set():
-            self.settle("skipped_answer_first")
-            return
-        self.first_audio_at = time.time()
-        self.audio_started.set_result(True)
-        for frame in frames:
-            yield frame
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+            missing = []
+            for phrase in self._phrases:
+                clip = _read_clip(self._path(phrase))
+                if clip is not None:
+                    store[normalize(phrase)] = clip
+                elif normalize(phrase) not in store:
+                    missing.append(phrase)
+            results = await asyncio.gather(*(self._synthesize(p) for p in missing), return_exceptions=True)
+            for phrase, clip in zip(missing, results):
+                if isinstance(clip, BaseException):
+                    logger.warning("could not pre-synthesize %r (%s); it is left out", phrase, clip)
+                    continue
+                store[normalize(phrase)] = clip
+                _write_clip(self._path(phrase), clip)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+
+    def _path(self, phrase: str) -> Path:
+        return self._folder / (hashlib.sha256(normalize(phrase).encode()).hexdigest()[:16] + ".pcm")
+
+    async def _synthesize(self, phrase: str) -> Clip:
+        started = time.perf_counter()
+        frames, ttfb = [], -1.0
+        async for event in self._tts.synthesize(phrase):
+            ttfb = ttfb if ttfb >= 0 else time.perf_counter() - started
+            frames.append(event.frame)
+        return Clip(tuple(_split(frames)), ttfb)
+
+
+def _split(frames: Sequence[rtc.AudioFrame], seconds: float = 0.02) -> list[rtc.AudioFrame]:
+    """The same audio in 20 ms frames, so a clip streams like a TTS's output."""
+    if not frames:
+        return []
+    rate, channels = frames[0].sample_rate, frames[0].num_channels
+    data = b"".join(bytes(frame.data) for frame in frames)
+    step = int(rate * seconds) * channels * 2
+    return [
+        rtc.AudioFrame(data[i : i + step], rate, channels, len(data[i : i + step]) // (2 * channels))
+        for i in range(0, len(data), step)
+    ]
+
+
+def _write_clip(path: Path, clip: Clip) -> None:
+    first = clip.frames[0]
+    header = {"sample_rate": first.sample_rate, "channels": first.num_channels, "ttfb": clip.ttfb}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(bytes(f.data) for f in clip.frames))
+    temporary.replace(path)
+
+
+def _read_clip(path: Path) -> Clip | None:
+    try:
+        header, _, data = path.read_bytes().partition(b"\n")
+        meta = json.loads(header)
+        frame = rtc.AudioFrame(data, meta["sample_rate"], meta["channels"], len(data) // (2 * meta["channels"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return Clip(tuple(_split([frame])), float(meta["ttfb"]))
+
+
+async def frames_of(clip: Clip) -> AsyncIterator[rtc.AudioFrame]:
+    for frame in clip.frames:
+        yield frame

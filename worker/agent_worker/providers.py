@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import llm, vad
+from livekit.agents import inference, llm, vad
 from livekit.plugins import deepgram, groq, openai, silero
 
 from .config import DEFAULT_BASE_URLS, ConfigError, Settings
@@ -80,9 +80,28 @@ def build_tts(settings: Settings) -> Chain:
     return Chain(instance, [Member(settings.tts_provider, model, instance)])
 
 
-def build_vad() -> vad.VAD:
-    """Silero VAD; its model ships inside the plugin's wheel, so this works offline."""
-    return silero.VAD.load()
+def build_vad(min_silence: float = 0.25) -> vad.VAD:
+    """Silero VAD; its model ships inside the plugin's wheel, so this works offline. Its own
+    minimum silence (0.55 s) would put a floor under every turn's end; see AGENT_VAD_MIN_SILENCE."""
+    return silero.VAD.load(min_silence_duration=min_silence)
+
+
+def build_turn_handling(settings: Settings) -> dict[str, Any]:
+    """livekit's turn_handling from the worker's settings. Barge-in is VAD-based: no LiveKit
+    Cloud inference unless the cloud turn detector is chosen."""
+    detection: Any = "vad"
+    if settings.turn_detector != "vad":
+        detection = inference.TurnDetector(version="v1" if settings.turn_detector == "cloud" else "v1-mini")
+    return {
+        "turn_detection": detection,
+        "endpointing": {
+            "mode": settings.endpointing_mode,
+            "min_delay": settings.endpointing_min_delay,
+            "max_delay": settings.endpointing_max_delay,
+        },
+        "interruption": {"mode": "vad"},
+        "preemptive_generation": {"enabled": settings.preemptive_generation, "preemptive_tts": settings.preemptive_tts},
+    }
 
 
 @dataclass
@@ -100,7 +119,7 @@ def build_components(settings: Settings, vad_instance: vad.VAD | None = None) ->
         fast=build_llm_chain(settings, "fast") if settings.preresponse_enabled else None,
         stt=build_stt(settings),
         tts=build_tts(settings),
-        vad=vad_instance or build_vad(),
+        vad=vad_instance or build_vad(settings.vad_min_silence),
     )
 
 

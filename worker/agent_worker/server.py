@@ -10,20 +10,18 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, inference
+from pathlib import Path
+
+from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
 from .config import JOB_SHUTDOWN_TIMEOUT, Settings, load_settings
 from .exporter import READINESS
 from .metrics import SessionRecorder
-from .preresponse import PreResponseOptions
+from .preresponse import DEFAULT_CACHE_DIR, PreResponseOptions
 from .pricing import PriceTable
-from .providers import build_components, build_vad, watch
-
-
-# No LiveKit Cloud inference: the local end-of-turn model and VAD barge-in, in dev mode too.
-SELF_HOSTED_TURN_HANDLING = {"interruption": {"mode": "vad"}}
+from .providers import build_components, build_turn_handling, build_vad, watch
 
 
 def preresponse_options(settings: Settings) -> PreResponseOptions:
@@ -32,6 +30,9 @@ def preresponse_options(settings: Settings) -> PreResponseOptions:
         max_words=settings.preresponse_max_words,
         min_words=settings.preresponse_min_words,
         use_cache=settings.preresponse_cache,
+        late_after=settings.preresponse_late_after,
+        min_gap=settings.preresponse_min_gap,
+        cache_dir=Path(settings.preresponse_cache_dir) if settings.preresponse_cache_dir else DEFAULT_CACHE_DIR,
     )
 
 
@@ -43,7 +44,7 @@ def session_connect_options(settings: Settings) -> SessionConnectOptions:
 def prewarm(proc: JobProcess) -> None:
     """Runs once per job process, before it takes a job: load what every session reuses."""
     proc.userdata["settings"] = load_settings()
-    proc.userdata["vad"] = build_vad()
+    proc.userdata["vad"] = build_vad(proc.userdata["settings"].vad_min_silence)
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -56,6 +57,7 @@ async def entrypoint(ctx: JobContext) -> None:
         fast_llm=components.fast.instance if components.fast else None,
         options=preresponse_options(settings),
         observer=recorder,
+        fast_conn_options=APIConnectOptions(max_retry=0, timeout=settings.fast_llm_timeout),
         # Published so a listener (a frontend, the test bed's caller) can tell filler from answer.
         announce_filler=lambda text: asyncio.ensure_future(
             ctx.room.local_participant.set_attributes({FILLER_ATTRIBUTE: text})
@@ -66,7 +68,7 @@ async def entrypoint(ctx: JobContext) -> None:
         llm=components.main.instance,
         tts=components.tts.instance,
         vad=components.vad,
-        turn_handling={**SELF_HOSTED_TURN_HANDLING, "turn_detection": inference.TurnDetector(version="v1-mini")},
+        turn_handling=build_turn_handling(settings),
         conn_options=session_connect_options(settings),
     )
     session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))

@@ -1,0 +1,161 @@
+"""Whether and what to say before the answer: one pure decision per turn.
+
+The rule: speak one short acknowledgement only when the answer is estimated to reach the caller
+at least `late_after` seconds (1.2 s, as Inworld's "responsiveness" waits) after the end of their
+speech, and stay silent otherwise. The phrase is never the previous filler, never one spoken
+within `min_gap` seconds of the last, and must finish before the answer is due, so a started
+filler is never cut and never holds the answer up.
+
+`decide()` does no I/O: the agent gathers a `Turn` (what is known of this turn now), an
+`Estimate` (how long the main LLM and the TTS have been taking in this session, see
+`LatencyEstimator`) and a `History` (the previous fillers), and only carries the `Decision` out.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+@dataclass(frozen=True)
+class Options:
+    late_after: float = 1.2
+    """Seconds from the end of the caller's speech from which an answer counts as late."""
+    min_words: int = 3
+    """Turns with fewer words ("yes", "thank you") get no filler: their answers are short."""
+    min_gap: float = 0.0
+    """Seconds that must pass between two fillers' starts (0: only the one-per-turn limit)."""
+    max_first_audio_delay: float = 0.15
+    """A phrase still to be synthesized is used only if its audio is expected within this."""
+    margin: float = 0.1
+    """A filler must end at least this long before the answer is due."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A phrase the agent could say now: its text, where it comes from, and its timing."""
+
+    text: str
+    source: str  # "stock" (pre-synthesized) or "fast_llm"
+    first_audio_delay: float  # seconds from now to its first audio frame
+    duration: float  # seconds of audio
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What is known of the current turn at the moment of deciding (seconds, one clock)."""
+
+    transcript: str
+    now: float
+    speech_ended_at: float
+    llm_started_at: float | None = None
+    llm_first_token_at: float | None = None
+    answer_audio_ready: bool = False
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected main-LLM time to first token and TTS time to first audio, from recent requests."""
+
+    llm_ttft: float
+    tts_ttfb: float
+
+
+@dataclass(frozen=True)
+class History:
+    previous_filler: str | None = None
+    last_filler_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    speak: bool
+    reason: str
+    phrase: Candidate | None = None
+    answer_expected_after: float | None = None  # seconds after the end of speech
+    recheck_at: float | None = None
+    """Silent for now, but the main LLM's first token is still to come: decide again at this time
+    (or at the first token, whichever is first), since a model slower than usual is a late answer."""
+
+    @property
+    def outcome(self) -> str:
+        """The metrics label: `spoken`, or `skipped_<reason>`."""
+        return "spoken" if self.speak else f"skipped_{self.reason}"
+
+
+def expected_answer_at(turn: Turn, estimate: Estimate) -> float:
+    """When the answer's first audio should reach the caller. A main LLM that has already taken
+    longer than its usual time to first token is taken to be slow: its first token is expected
+    a usual time to first token from now, not at once."""
+    return max(expected_first_token_at(turn, estimate) + estimate.tts_ttfb, turn.now)
+
+
+def expected_first_token_at(turn: Turn, estimate: Estimate) -> float:
+    if turn.llm_first_token_at is not None:
+        return turn.llm_first_token_at
+    started = turn.llm_started_at if turn.llm_started_at is not None else turn.now
+    first_token = started + estimate.llm_ttft
+    return first_token if first_token > turn.now else turn.now + estimate.llm_ttft
+
+
+def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequence[Candidate], options: Options) -> Decision:
+    if len(normalize(turn.transcript).split()) < options.min_words:
+        return Decision(False, "trivial")
+    if turn.answer_audio_ready:
+        return Decision(False, "answer_first")
+    answer_at = expected_answer_at(turn, estimate)
+    after = answer_at - turn.speech_ended_at
+    if after < options.late_after:
+        recheck = expected_first_token_at(turn, estimate) if turn.llm_first_token_at is None else None
+        return Decision(False, "answer_soon", answer_expected_after=after, recheck_at=recheck)
+    if history.last_filler_at is not None and turn.now - history.last_filler_at < options.min_gap:
+        return Decision(False, "too_soon", answer_expected_after=after)
+    previous = normalize(history.previous_filler) if history.previous_filler else None
+    for candidate in candidates:
+        if previous is not None and normalize(candidate.text) == previous:
+            continue
+        if candidate.first_audio_delay > options.max_first_audio_delay:
+            continue
+        if turn.now + candidate.first_audio_delay + candidate.duration + options.margin > answer_at:
+            continue
+        return Decision(True, "answer_late", candidate, answer_expected_after=after)
+    return Decision(False, "no_phrase_fits", answer_expected_after=after)
+
+
+class LatencyEstimator:
+    """A live estimate per session of the main LLM's time to first token and the TTS's time to
+    first audio: a high quantile (p90) of the last `window` requests, so a session whose answers
+    are sometimes slow is expected to be slow until its first token says otherwise. Before any
+    request the priors stand."""
+
+    def __init__(self, *, llm_prior: float, tts_prior: float, window: int = 20, quantile: float = 0.9) -> None:
+        self._llm: deque[float] = deque(maxlen=window)
+        self._tts: deque[float] = deque(maxlen=window)
+        self._priors = (llm_prior, tts_prior)
+        self._quantile = quantile
+
+    def observe_llm_ttft(self, seconds: float) -> None:
+        if seconds >= 0:
+            self._llm.append(seconds)
+
+    def observe_tts_ttfb(self, seconds: float) -> None:
+        if seconds >= 0:
+            self._tts.append(seconds)
+
+    def estimate(self) -> Estimate:
+        return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]))
+
+    def _high(self, samples: deque[float], prior: float) -> float:
+        if not samples:
+            return prior
+        if len(samples) == 1:
+            return samples[0]
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
+        return cuts[round(self._quantile * 100) - 1]
