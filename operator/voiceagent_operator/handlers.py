@@ -1,5 +1,10 @@
 """Kopf handlers: each only translates a Kopf event into a call to `reconcile`.
 
+Each VoiceAgent has a daemon that reconciles it at once, then whenever the fleet observer wakes it (its
+rooms changed, or the policy would scale) and at least every resync period; a spec change reconciles at
+once too. Children and worker pods come from Kopf indexes (see `cache`), filled by watches filtered
+server-side to our labels, so a reconciliation that finds nothing to do sends no request at all.
+
 Run with `voiceagent-operator run` (or `kopf run -m voiceagent_operator.handlers`).
 """
 
@@ -10,16 +15,19 @@ import datetime
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
 from . import metrics
+from .cache import CHILD_KINDS, CHILDREN_SELECTOR, WORKER_PODS_SELECTOR, Cache, index_child, index_name, index_worker_pod
 from .kube import Kube, connection_info, load_configuration
+from .naming import Owner
 from .options import OperatorOptions
-from .reconcile import AgentMemory, Context, reconcile
+from .reconcile import AgentMemory, Context, needs_reconcile, reconcile
+from .scaling.fleet import Fleet
+from .scaling.observe import PodRooms
 from .spec import GROUP, PLURAL, VERSION
 
 OPTIONS = OperatorOptions()
@@ -32,6 +40,7 @@ async def handle_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     configuration = await load_configuration()
     previous = getattr(memo, "kube", None)
     memo.kube = Kube.from_configuration(configuration)
+    memo.cache.kube = memo.kube  # the startup handler made the cache; Kopf logs in after it
     if previous is not None:  # a re-login after the credentials expired
         await previous.close()
     return await connection_info(configuration)
@@ -58,8 +67,15 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
         # apart by configuration: each draws its own. The highest live one is active; if it dies,
         # another resumes once its peering record expires.
         settings.peering.priority = random.randint(1, 2**31 - 1)
+    # Kopf's own INFO lines ("Handler ... succeeded") are not posted as Events: ours say what changed.
+    settings.posting.level = logging.WARNING
+    # Watch only our children and worker pods (server-side label selectors), for the indexes below.
+    for group, version, plural, _ in CHILD_KINDS:
+        settings.watching.label_selectors[_selector(group, version, plural)] = CHILDREN_SELECTOR
+    settings.watching.label_selectors[_selector("", "v1", "pods")] = WORKER_PODS_SELECTOR
     memo.agents = {}
-    memo.forgetter = asyncio.create_task(forget_unreconciled(memo))
+    memo.cache = Cache()
+    memo.fleet = Fleet(OPTIONS.observe_seconds, OPTIONS.scrape_timeout_seconds, OPTIONS.scrape_concurrency)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RETRIED_REQUEST_IS_A_WARNING)
     serve_metrics_once(OPTIONS.metrics_port)
@@ -82,44 +98,85 @@ RETRIED_REQUEST_IS_A_WARNING = RetriedRequestIsAWarning()
 
 
 PEERING_LIFETIME_SECONDS = 10
-# A VoiceAgent not reconciled for this long is not this replica's (it stands by, or the agent is gone).
-STALE_AFTER_SECONDS = max(3 * OPTIONS.resync_seconds, 10.0)
-
-
-async def forget_unreconciled(memo: kopf.Memo) -> None:
-    """A paused (standby) replica reconciles nothing: drop its per-VoiceAgent gauges and memory, so that
-    only the active replica exports them and a later resume starts from the status, not from stale memory."""
-    while True:
-        await asyncio.sleep(min(OPTIONS.resync_seconds, 5.0))
-        now = time.monotonic()
-        for uid, (memory, lock, seen) in list(memo.agents.items()):
-            if now - seen.at > STALE_AFTER_SECONDS and not lock.locked():
-                memo.agents.pop(uid, None)
-                metrics.forget(seen.namespace, seen.name)
 
 
 @kopf.on.cleanup()
 async def handle_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    if getattr(memo, "forgetter", None) is not None:
-        memo.forgetter.cancel()
+    if getattr(memo, "fleet", None) is not None:
+        await memo.fleet.close()
     if getattr(memo, "kube", None) is not None:
         await memo.kube.close()
 
 
-@kopf.on.create(*RESOURCE)
+def _selector(group: str, version: str, plural: str) -> tuple[str, ...]:
+    """Kopf's resource selector: ("v1", "pods") for the core group, ("apps", "v1", "deployments") otherwise."""
+    return (group, version, plural) if group else (version, plural)
+
+
+for _group, _version, _plural, _ in CHILD_KINDS:
+    kopf.index(*_selector(_group, _version, _plural), id=index_name(_plural))(lambda body, **_: index_child(body))
+
+
+@kopf.index("v1", "pods")
+def worker_pods(body: kopf.Body, **_: Any) -> Any:
+    return index_worker_pod(body)
+
+
+@kopf.daemon(*RESOURCE)
+async def handle_agent(body: kopf.Body, uid: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **indexes: Any) -> None:
+    """While this replica serves the VoiceAgent: reconcile at once, then when woken or every resync period.
+    Kopf stops it when the VoiceAgent goes or this replica stands by; then its memory and gauges go too."""
+    memo.cache.attach(indexes)
+    memo.fleet.start(memo.cache.ready_worker_pods, lambda agent, rooms: _observed(memo, agent, rooms))
+    wake = memo.fleet.register(uid)
+    stop = asyncio.ensure_future(_stopped(stopped))
+    try:
+        while not stopped:
+            wake.clear()
+            await run_reconcile(dict(body), memo)
+            memory = memo.agents[uid][0] if uid in memo.agents else None
+            if memory is not None and memory.observed is not None:
+                memo.fleet.aim(uid, memory.observed[0])
+            woken = asyncio.ensure_future(wake.wait())
+            await asyncio.wait([stop, woken], timeout=OPTIONS.resync_seconds, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+    finally:
+        stop.cancel()
+        memo.fleet.unregister(uid)
+        _forget(memo, uid, body)
+
+
+async def _stopped(stopped: kopf.DaemonStopped) -> None:
+    await stopped.wait()
+
+
 @kopf.on.update(*RESOURCE)
-@kopf.on.resume(*RESOURCE)
-@kopf.timer(*RESOURCE, interval=OPTIONS.resync_seconds, sharp=False)
-async def handle_reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def handle_update(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
+    memo.cache.attach(indexes)
     await run_reconcile(dict(body), memo)
 
 
 @kopf.on.event(*RESOURCE)
-async def handle_event(type: str, namespace: str, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-    """On deletion the children go with their ownerReferences (no finalizer); the operator forgets the agent."""
+async def handle_event(type: str, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """On deletion the children go with their ownerReferences; the operator forgets the agent."""
     if type == "DELETED":
-        memo.agents.pop(uid, None)
-        metrics.forget(namespace, name)
+        _forget(memo, uid, body)
+
+
+def _forget(memo: kopf.Memo, uid: str, body: kopf.Body) -> None:
+    memo.agents.pop(uid, None)
+    owner = Owner.of(dict(body))
+    memo.cache.forget(owner)
+    metrics.forget(owner.namespace, owner.name)
+
+
+def _observed(memo: kopf.Memo, uid: str, rooms: PodRooms) -> bool:
+    """The fleet observer's question for one VoiceAgent: reconcile it now?"""
+    entry = memo.agents.get(uid)
+    if entry is None or entry[0].observed is None:
+        return False
+    memory = entry[0]
+    return needs_reconcile(memory, memory.observed[0], rooms, time.time(), OPTIONS.observe_seconds)
 
 
 _METRICS_SERVED: set[int] = set()
@@ -132,19 +189,11 @@ def serve_metrics_once(port: int) -> None:
         _METRICS_SERVED.add(port)
 
 
-@dataclass
-class LastSeen:
-    namespace: str
-    name: str
-    at: float
-
-
 async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
     meta = body["metadata"]
     if meta["uid"] not in memo.agents:
-        memo.agents[meta["uid"]] = (AgentMemory(), asyncio.Lock(), LastSeen(meta["namespace"], meta["name"], 0.0))
-    memory, lock, seen = memo.agents[meta["uid"]]
-    seen.at = time.monotonic()
+        memo.agents[meta["uid"]] = (AgentMemory(), asyncio.Lock())
+    memory, lock = memo.agents[meta["uid"]]
 
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
@@ -152,13 +201,13 @@ async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
     async with lock:
         started = time.monotonic()
         ctx = Context(
-            kube=memo.kube,
+            cache=memo.cache,
             body=body,
             memory=memory,
             now=datetime.datetime.now(datetime.timezone.utc),
-            scrape_timeout=OPTIONS.scrape_timeout_seconds,
             emit=emit,
-            interval=OPTIONS.resync_seconds,
+            observe=memo.fleet.observe_one,
+            interval=OPTIONS.observe_seconds,
         )
         try:
             outcome = await reconcile(ctx)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import datetime
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
 
 from . import metrics
 from .builders import Children, desired_children
 from .builders.monitoring import SERVICE_MONITOR_GROUP_VERSION
+from .cache import Cache
 from .children import Applied, apply_child, remove_child
 from .kube import ApiError, Kube
 from .naming import Owner, selector_string
 from .scaling.deletion_cost import pod_annotation_patches
-from .scaling.observe import PodRooms, observe
+from .scaling.fleet import Target
+from .scaling.observe import PodRooms, ReadyPod, ready_pods
 from .scaling.policy import Decision, History, Observation, decide
 from .spec import API_VERSION, DEFAULT_METRICS_PORT, KIND, Scaling, SpecError, VoiceAgentSpec, parse_spec
 from .status import (
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # (type, reason, message) -> an Event on the VoiceAgent.
 EventSink = Callable[[str, str, str], None]
+# Reads one VoiceAgent's rooms now (when no fleet observation of it is at hand yet).
+Observer = Callable[[Target, list[ReadyPod]], Awaitable[PodRooms]]
 HISTORY_STATUS_FIELD = "scalingHistory"
 
 
@@ -63,6 +67,13 @@ class AgentMemory:
     # The last spec the children could be built from: scaling goes on from it while a later one cannot.
     last_good_spec: VoiceAgentSpec | None = None
     restored: bool = False
+    # The latest fleet observation of this VoiceAgent's rooms, and where they were read.
+    observed: tuple[Target, PodRooms] | None = None
+    # What the last reconciliation acted on: the observer decides from these between reconciliations.
+    reconciled_rooms: PodRooms | None = None
+    scaling: Scaling | None = None
+    pinned: int | None = None
+    current: int | None = None
 
     def restore(self, status: dict[str, Any]) -> None:
         """On first sight (a start, a new leader): history and reported problems from the status."""
@@ -77,13 +88,17 @@ class AgentMemory:
 
 @dataclass(frozen=True)
 class Context:
-    kube: Kube
+    cache: Cache
     body: dict[str, Any]
     memory: AgentMemory
     now: datetime.datetime
-    scrape_timeout: float
     emit: EventSink
-    interval: float = 15.0  # seconds between resyncs (a longer silence is a gap in the scaling history)
+    observe: Observer
+    interval: float  # seconds between observations (a longer silence is a gap in the scaling history)
+
+    @property
+    def kube(self) -> Kube:
+        return self.cache.kube
 
     @property
     def owner(self) -> Owner:
@@ -123,22 +138,25 @@ async def reconcile(ctx: Context) -> str:
     # What this process last wrote is fresher than a watched body that has not caught up yet.
     status = memory.written_status or ctx.body.get("status") or {}
     memory.restore(status)
-    monitoring_api = await kube.serves(SERVICE_MONITOR_GROUP_VERSION, "servicemonitors")
+    monitoring_api = await ctx.cache.monitoring_api(SERVICE_MONITOR_GROUP_VERSION, "servicemonitors")
     spec, spec_problem = _usable_spec(ctx, monitoring_api)
     problems = [spec_problem] if spec_problem else []
     raw = ctx.body.get("spec") or {}
     scaling, metrics_port = (spec.scaling, spec.metrics_port) if spec else _scaling_only(raw)
 
-    worker = await kube.get("apps/v1", "Deployment", owner.namespace, owner.worker)
-    pods = await kube.list("v1", "Pod", owner.namespace, selector_string(owner))
-    rooms = await observe(pods, scaling, metrics_port, owner.namespace, ctx.scrape_timeout)
+    worker = await ctx.cache.get("apps/v1", "Deployment", owner.namespace, owner.worker)
+    pods = ctx.cache.worker_pods(owner.namespace, owner.name)
+    if pods is None:
+        pods = await kube.list("v1", "Pod", owner.namespace, selector_string(owner))
+    rooms = await _rooms(ctx, pods, scaling, metrics_port)
     decision = None
+    memory.scaling, memory.reconciled_rooms = scaling, rooms
     if scaling is not None:
         current = worker["spec"].get("replicas") if worker and _ours(worker, owner) else None
         observation = Observation(rooms.total, rooms.complete, current, interval=ctx.interval)
         pinned = spec.replicas if spec else raw.get("replicas") if isinstance(raw.get("replicas"), int) else None
         decision = decide(observation, scaling, memory.history, ctx.now.timestamp(), pinned=pinned)
-        memory.history = decision.history
+        memory.history, memory.pinned, memory.current = decision.history, pinned, decision.replicas
     await _mark_pods(ctx, pods, rooms, scaling_down=decision is not None and decision.direction == "down")
 
     results: dict[str, Applied] = {}
@@ -172,6 +190,35 @@ async def reconcile(ctx: Context) -> str:
     return "degraded" if problems else "ok"
 
 
+async def _rooms(ctx: Context, pods: list[dict[str, Any]], scaling: Scaling | None, metrics_port: int) -> PodRooms:
+    """The fleet's latest observation of these rooms, or one now (first sight, or they are read elsewhere now)."""
+    prometheus = scaling.prometheus_url if scaling and scaling.metrics_source == "prometheus" else None
+    target = Target(ctx.owner.namespace, ctx.owner.name, metrics_port, prometheus or None)
+    observed = ctx.memory.observed
+    if observed is None or observed[0] != target:
+        ctx.memory.observed = observed = (target, await ctx.observe(target, ready_pods(pods)))
+    return observed[1]
+
+
+def needs_reconcile(memory: AgentMemory, target: Target, rooms: PodRooms, now: float, interval: float) -> bool:
+    """Between reconciliations, at each fleet observation: keep it, and say whether to reconcile now.
+
+    Now when the rooms differ from what the last reconciliation acted on, or when the policy would
+    change the worker count (a scale-down window that has run out); otherwise the policy's decision only
+    joins the history, so that the history has no gap between resyncs."""
+    memory.observed = (target, rooms)
+    if memory.reconciled_rooms != rooms:
+        return True
+    if memory.scaling is None or memory.current is None:
+        return False
+    observation = Observation(rooms.total, rooms.complete, memory.current, interval=interval)
+    decision = decide(observation, memory.scaling, memory.history, now, pinned=memory.pinned)
+    if decision.direction != "none":
+        return True
+    memory.history = decision.history
+    return False
+
+
 def _ours(live: dict[str, Any], owner: Owner) -> bool:
     return any(ref.get("uid") == owner.uid for ref in live.get("metadata", {}).get("ownerReferences") or [])
 
@@ -179,10 +226,10 @@ def _ours(live: dict[str, Any], owner: Owner) -> bool:
 async def _apply_all(ctx: Context, children: Children, decision: Decision) -> dict[str, Applied]:
     results: dict[str, Applied] = {}
     for manifest in children.present:
-        result = await apply_child(ctx.kube, manifest, ctx.owner.uid)
+        result = await apply_child(ctx.cache, manifest, ctx.owner.uid)
         results[result.ref] = result
     for manifest in children.absent:
-        result = await remove_child(ctx.kube, manifest, ctx.owner.uid)
+        result = await remove_child(ctx.cache, manifest, ctx.owner.uid)
         results.setdefault(result.ref, result)
     for result in results.values():
         action = result.decision.action

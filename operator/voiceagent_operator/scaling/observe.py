@@ -1,24 +1,26 @@
 """Active rooms per worker pod: scraped from each ready pod, or queried from Prometheus.
 
 Pods are dialled at their own IP (`status.podIP`), never through a Service, so each answer is
-attributable to one pod (and the deletion cost can be set per pod).
+attributable to one pod (and the deletion cost can be set per pod). One aiohttp session serves every
+scrape of the operator, with a cap on connections in flight and a timeout per request; Prometheus is
+asked once per observation for every VoiceAgent (`sum by (namespace, pod)`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent_worker.metric_names import ACTIVE_SESSIONS
 
-from ..spec import Scaling
-
 log = logging.getLogger(__name__)
+
+FLEET_QUERY = f"sum by (namespace, pod) ({ACTIVE_SESSIONS})"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,12 @@ class PodRooms:
         return not self.unknown
 
 
+@dataclass(frozen=True)
+class ReadyPod:
+    name: str
+    ip: str
+
+
 def is_ready(pod: dict[str, Any]) -> bool:
     status = pod.get("status", {})
     if pod.get("metadata", {}).get("deletionTimestamp") or not status.get("podIP"):
@@ -44,59 +52,76 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
 
 
+def ready_pods(pods: list[dict[str, Any]]) -> list[ReadyPod]:
+    return [ReadyPod(pod["metadata"]["name"], pod["status"]["podIP"]) for pod in pods if is_ready(pod)]
+
+
 def active_sessions(exposition: str) -> int:
-    """Sum of the active-sessions gauge's samples in one Prometheus text exposition."""
+    """Sum of the active-sessions gauge's samples in one Prometheus text exposition.
+
+    Only the gauge's own sample lines are parsed (`name value` or `name{labels} value [timestamp]`),
+    so a large exposition costs one pass over its lines and no parse of the other families."""
     total = 0.0
-    for family in text_string_to_metric_families(exposition):
-        if family.name == ACTIVE_SESSIONS:
-            total += sum(sample.value for sample in family.samples)
+    for line in exposition.splitlines():
+        if not line.startswith(ACTIVE_SESSIONS):
+            continue
+        rest = line[len(ACTIVE_SESSIONS):]
+        if rest[:1] == "{":
+            rest = rest[rest.rindex("}") + 1:]
+        elif rest[:1] not in (" ", "\t"):
+            continue  # another metric whose name starts with ours
+        value = float(rest.split()[0])
+        if math.isfinite(value):
+            total += value
     return round(total)
 
 
-async def _scrape(session: aiohttp.ClientSession, pod: dict[str, Any], port: int) -> int | None:
-    url = f"http://{pod['status']['podIP']}:{port}/metrics"
+def new_session(timeout: float, concurrency: int) -> aiohttp.ClientSession:
+    """The operator's one session for scrapes and queries: `concurrency` connections at most, `timeout` each."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        connector=aiohttp.TCPConnector(limit=concurrency, force_close=True),
+    )
+
+
+async def _scrape(session: aiohttp.ClientSession, pod: ReadyPod, port: int) -> int | None:
+    url = f"http://{pod.ip}:{port}/metrics"
     try:
         async with session.get(url) as response:
             response.raise_for_status()
             return active_sessions(await response.text())
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        log.debug("cannot read active rooms from pod %s at %s: %s", pod["metadata"]["name"], url, exc)
+        log.debug("cannot read active rooms from pod %s at %s: %s", pod.name, url, exc)
         return None
 
 
-async def scrape_pods(pods: list[dict[str, Any]], port: int, timeout: float) -> PodRooms:
-    ready = [pod for pod in pods if is_ready(pod)]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        counts = await asyncio.gather(*(_scrape(session, pod, port) for pod in ready))
-    names = [pod["metadata"]["name"] for pod in ready]
+async def scrape_pods(session: aiohttp.ClientSession, pods: list[ReadyPod], port: int) -> PodRooms:
+    counts = await asyncio.gather(*(_scrape(session, pod, port) for pod in pods))
     return PodRooms(
-        rooms={name: count for name, count in zip(names, counts) if count is not None},
-        unknown=tuple(name for name, count in zip(names, counts) if count is None),
+        rooms={pod.name: count for pod, count in zip(pods, counts) if count is not None},
+        unknown=tuple(pod.name for pod, count in zip(pods, counts) if count is None),
     )
 
 
-async def query_prometheus(pods: list[dict[str, Any]], url: str, namespace: str, timeout: float) -> PodRooms:
-    """One instant query, `sum by (pod)`, matched against the ready pods (as a ServiceMonitor labels them)."""
-    names = [pod["metadata"]["name"] for pod in pods if is_ready(pod)]
-    query = f'sum by (pod) ({ACTIVE_SESSIONS}{{namespace="{namespace}"}})'
+async def query_prometheus(session: aiohttp.ClientSession, url: str) -> dict[tuple[str, str], int] | None:
+    """Active rooms of every worker pod Prometheus knows, by (namespace, pod); None if it did not answer."""
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query}) as response:
-                response.raise_for_status()
-                body = await response.json()
-        by_pod = {item["metric"].get("pod"): round(float(item["value"][1])) for item in body["data"]["result"]}
+        async with session.get(f"{url.rstrip('/')}/api/v1/query", params={"query": FLEET_QUERY}) as response:
+            response.raise_for_status()
+            body = await response.json()
+        return {
+            (item["metric"].get("namespace", ""), item["metric"].get("pod", "")): round(float(item["value"][1]))
+            for item in body["data"]["result"]
+        }
     except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError, TypeError) as exc:
         log.debug("cannot query active rooms from Prometheus at %s: %s", url, exc)
-        return PodRooms(rooms={}, unknown=tuple(names))
+        return None
+
+
+def rooms_from_query(by_pod: dict[tuple[str, str], int] | None, namespace: str, pods: list[ReadyPod]) -> PodRooms:
+    """One VoiceAgent's ready pods matched against a fleet-wide answer (as a ServiceMonitor labels them)."""
+    found = by_pod or {}
     return PodRooms(
-        rooms={name: by_pod[name] for name in names if name in by_pod},
-        unknown=tuple(name for name in names if name not in by_pod),
+        rooms={pod.name: found[(namespace, pod.name)] for pod in pods if (namespace, pod.name) in found},
+        unknown=tuple(pod.name for pod in pods if (namespace, pod.name) not in found),
     )
-
-
-async def observe(
-    pods: list[dict[str, Any]], scaling: Scaling | None, metrics_port: int, namespace: str, timeout: float
-) -> PodRooms:
-    if scaling is not None and scaling.metrics_source == "prometheus" and scaling.prometheus_url:
-        return await query_prometheus(pods, scaling.prometheus_url, namespace, timeout)
-    return await scrape_pods(pods, metrics_port, timeout)
