@@ -84,30 +84,31 @@ Argument: the root context.
 - apiGroups: [agentworker.io]
   resources: [voiceagents/finalizers]
   verbs: [update]
-# Children, by server-side apply (create + patch), read first to decide whether to apply; delete
-# for optional ones turned off. No update (apply is a patch), no list of other people's objects.
+# Children, by server-side apply (create + patch), decided from the operator's cache: list + watch
+# with a selector on its managed-by label; get before a create; delete for optional ones turned off.
+# No update (apply is a patch).
 - apiGroups: [""]
   resources: [configmaps, services, persistentvolumeclaims]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # The managed Ollama's model pull Jobs (one per model list): list them by label to delete the
 # Jobs of earlier model lists.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, create, patch, delete]
-# Worker pods: list them to scrape their active rooms; patch their annotations (deletion cost,
+  verbs: [get, list, watch, create, patch, delete]
+# Worker pods: list + watch (by label) to scrape their active rooms; patch their annotations (deletion cost,
 # cluster-autoscaler safe-to-evict, karpenter do-not-disrupt) so busy pods go last and are not evicted.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, patch]
+  verbs: [get, list, watch, patch]
 # Events on VoiceAgents (what changed and why). Kopf only creates them.
 - apiGroups: [""]
   resources: [events]
