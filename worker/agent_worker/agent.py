@@ -90,6 +90,7 @@ class _Request:
     started_at: float
     first_token_at: float | None = None
     first_token: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
 
 
 class PreResponseAgent(Agent):
@@ -174,6 +175,17 @@ class PreResponseAgent(Agent):
         request = _Request(time.time())
         if key is not None:
             self._requests = {key: request}
+        try:
+            async for chunk in self._answer_chunks(chat_ctx, tools, model_settings, key, request):
+                yield chunk
+        except Exception:
+            request.failed = True
+            request.first_token.set()  # nothing more to wait for
+            raise
+
+    async def _answer_chunks(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings, key: str | None, request: _Request
+    ) -> AsyncIterator[Any]:
         opening: OpeningStripper | None = None
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
             text = chunk.delta.content if isinstance(chunk, llm.ChatChunk) and chunk.delta else None
@@ -227,6 +239,7 @@ class PreResponseAgent(Agent):
             llm_started_at=request.started_at if request else None,
             llm_first_token_at=request.first_token_at if request else None,
             answer_audio_ready=self._answer_audio_for == key,
+            answer_failed=request.failed if request else False,
         )
         history = History(self._previous_filler, self._last_filler_at)
         decision = decide(turn, self.estimator.estimate(), history, self._candidates(key), self._decision_options)
@@ -373,12 +386,14 @@ class PreResponseAgent(Agent):
     # --- answers, failures and session events --------------------------------------------
 
     def _on_speech_created(self, ev: SpeechCreatedEvent) -> None:
-        if ev.source == "generate_reply" and self.turns:
+        if ev.source == "generate_reply":  # a preemptive answer is created before its turn is committed
             self._reply_handle = ev.speech_handle
-            record = self.turns[-1]
-            ev.speech_handle.add_done_callback(lambda h: self._on_answer_done(h, record))
+            ev.speech_handle.add_done_callback(self._on_answer_done)
 
-    def _on_answer_done(self, handle: SpeechHandle, record: TurnRecord) -> None:
+    def _on_answer_done(self, handle: SpeechHandle) -> None:
+        if not handle.scheduled or not self.turns:  # a discarded preemptive answer
+            return
+        record = self.turns[-1]
         if record.answer_outcome is not None:
             return
         said = "".join(

@@ -58,6 +58,7 @@ class Turn:
     llm_started_at: float | None = None
     llm_first_token_at: float | None = None
     answer_audio_ready: bool = False
+    answer_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
         return Decision(False, "trivial")
     if turn.answer_audio_ready:
         return Decision(False, "answer_first")
+    if turn.answer_failed:
+        return Decision(False, "answer_failed")
     answer_at = expected_answer_at(turn, estimate)
     after = answer_at - turn.speech_ended_at
     if after < options.late_after:

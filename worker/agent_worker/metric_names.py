@@ -31,7 +31,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric(PREFIX + "turns", "counter", (), "User turns the agent answered"),
     Metric(PREFIX + "interruptions", "counter", (), "Agent answers the caller interrupted (barge-in)"),
     Metric(PREFIX + "provider_errors", "counter", ("provider", "model", "role", "recoverable"), "Errors raised by a provider"),
-    Metric(PREFIX + "preresponses", "counter", ("outcome",), "Pre-response decisions by outcome: spoken, interrupted (barge-in), failed, skipped_trivial, skipped_answer_soon, skipped_answer_first, skipped_too_soon, skipped_no_phrase_fits"),
+    Metric(PREFIX + "preresponses", "counter", ("outcome",), "Pre-response decisions by outcome: spoken, interrupted (barge-in), failed, skipped_trivial, skipped_answer_soon, skipped_answer_first, skipped_answer_failed, skipped_too_soon, skipped_no_phrase_fits"),
     Metric(PREFIX + "answers", "counter", ("outcome",), "Main answers by outcome: answered, interrupted, empty, failed"),
     Metric(PREFIX + "answer_recoveries", "counter", (), "Recovery lines spoken after an empty or failed answer that followed a filler"),
     Metric(PREFIX + "llm_prompt_tokens", "counter", LLM_LABELS, "LLM prompt tokens, cached ones included"),

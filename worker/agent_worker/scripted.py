@@ -126,12 +126,13 @@ class _ScriptedLLMStream(llm.LLMStream):
 
     async def _run(self) -> None:
         scripted = self._llm
-        if scripted.failures_left > 0:
+        ttft, interval = scripted.draw_delays(self._chat_ctx)
+        if scripted.failures_left > 0:  # fails when its first token was due, like a provider giving up
             scripted.failures_left -= 1
+            await asyncio.sleep(ttft)
             raise APIConnectionError("scripted provider failure", retryable=False)
         request_id = f"scripted-{next(_ids)}"
         words = scripted.reply_for(self._chat_ctx).split()
-        ttft, interval = scripted.draw_delays(self._chat_ctx)
         scripted.timings.append((time.time(), ttft + interval * max(0, len(words) - 1)))
         await asyncio.sleep(ttft)
         for index, word in enumerate(words):
