@@ -48,6 +48,9 @@ SAMPLES = [
     ("agent_worker_transcription_delay_seconds_count", {}), ("agent_worker_preresponse_latency_seconds_count", {}),
     ("agent_worker_preresponses_total", {"outcome": "spoken"}), ("agent_worker_preresponses_total", {"outcome": "failed"}),
     ("agent_worker_preresponses_total", {"outcome": "skipped_trivial"}),
+    ("agent_worker_preresponses_total", {"outcome": "skipped_answer_soon"}),
+    ("agent_worker_preresponses_total", {"outcome": "interrupted"}),
+    ("agent_worker_answers_total", {"outcome": "answered"}), ("agent_worker_answers_total", {"outcome": "interrupted"}),
     ("agent_worker_provider_errors_total", {**FAST, "recoverable": "false"}),
     ("agent_worker_active_sessions", {}),
 ] + [("agent_worker_cost_usd_total", {**m, "kind": k}) for m in (MAIN_MODEL, FAST_MODEL) for k in ("input", "cached_input", "output")] + [
@@ -103,7 +106,8 @@ async def scripted_call(log_lines: list[dict]) -> CallResult:
         for _ in TRANSCRIPTS[:3]:
             await call.turn(SPEECH_SECONDS)
         await call.caller.say(SPEECH_SECONDS)  # the long story, interrupted by the caller
-        while len(call.speaker.playouts) < 5:
+        while not (len(agent.turns) == 4 and call.session.agent_state == "speaking"
+                   and call.session.current_speech is agent._reply_handle):  # the story itself is playing
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.6)
         await call.caller.say(0.7)
