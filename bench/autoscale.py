@@ -1,13 +1,16 @@
 """What a scaling rule costs and how many callers it makes wait: `make bench-autoscale`.
 
 A day of synthetic calls (seeded, so every run sees the same callers) is played through
-`bench/autoscale_sim.py`, which drives the operator's own `decide()` at the operator's own cadence.
+`bench/autoscale_sim.py`, which drives the operator's own `decide()` at the operator's own
+observation cadence (VOICEAGENT_OBSERVE_SECONDS, 5 s by default).
 Two days: an ordinary one (night, a morning ramp, a day-long plateau, an evening fall) and the same
 day with a spike (2.5x the plateau's arrivals within two minutes, for 15 minutes, easing back over
-15). Two pod start times: 30 s and 90 s. Three rules on the same callers: the reactive rule the
-operator had (ceil(rooms / target): podStartSeconds 0, spareSessions 0), the headroom rule with the
-VoiceAgent defaults, and a fixed fleet sized for the day's peak. Each is set against the clairvoyant
+15). Two pod start times: 30 s and 90 s. Four rules on the same callers: the reactive rule the
+operator had (ceil(rooms / target): podStartSeconds 0, spareSessions 0), the same with a target of
+80 % of a pod's capacity (how HPA users avoid its deadlock at a full pod), the headroom rule with
+the VoiceAgent defaults, and a fixed fleet sized for the day's peak. Each is set against the clairvoyant
 floor: at every instant exactly ceil(active calls / capacity) ready pods, with no start delay.
+A sweep (bench/autoscale_sweep.py) sets the defaults' alternatives side by side over several seeds.
 
 Writes bench/results/autoscale.json and bench/results/autoscale.png.
 """
@@ -26,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.autoscale_sim import Call, Outcome, clairvoyant_floor, operator_policy, simulate  # noqa: E402
+from bench.autoscale_sweep import sweep  # noqa: E402
 from bench.common import machine  # noqa: E402
 from voiceagent_operator.options import OperatorOptions  # noqa: E402
+from voiceagent_operator.scaling.policy import TUNING  # noqa: E402
 from voiceagent_operator.spec import Scaling  # noqa: E402
 
 DAY = 86_400.0
@@ -39,6 +44,8 @@ SPIKE = {"at_h": 14.0, "factor": 2.5, "rise_s": 120.0, "hold_s": 900.0, "fall_s"
 CALL_MEDIAN_S, CALL_SIGMA, CALL_MAX_S = 180.0, 0.8, 3600.0
 POD_START_SECONDS = (30, 90)
 SEED = 11
+REACTIVE_TARGET_SHARE = 0.8
+OBSERVE_SECONDS = OperatorOptions.model_fields["observe_seconds"].default
 
 
 def ramp(t: float, t0: float, t1: float, v0: float, v1: float) -> float:
@@ -102,7 +109,7 @@ def report(outcome: Outcome, floor_seconds: float, seconds: float) -> dict:
 
 
 def run(seed: int, scaling_base: dict) -> tuple[dict, dict]:
-    interval = OperatorOptions.model_fields["resync_seconds"].default
+    interval = OBSERVE_SECONDS
     target = Scaling.model_validate(scaling_base).target_active_rooms_per_replica
     results, timelines = {}, {}
     for day_name, rate in DAYS.items():
@@ -113,6 +120,10 @@ def run(seed: int, scaling_base: dict) -> tuple[dict, dict]:
         for start in POD_START_SECONDS:
             rules = {
                 "reactive (previous default)": Scaling.model_validate({**scaling_base, "podStartSeconds": 0, "spareSessions": 0}),
+                # What an HPA user does about the deadlock below: a target under the pod's capacity.
+                f"reactive at target {REACTIVE_TARGET_SHARE:.0%} of capacity": Scaling.model_validate({
+                    **scaling_base, "podStartSeconds": 0, "spareSessions": 0,
+                    "targetActiveRoomsPerReplica": math.floor(target * REACTIVE_TARGET_SHARE)}),
                 "headroom (default)": Scaling.model_validate({**scaling_base, "podStartSeconds": start}),
                 "fixed at peak": Scaling.model_validate(scaling_base),
             }
@@ -136,12 +147,15 @@ def main() -> None:
     args = parser.parse_args()
     scaling_base = {"minReplicas": 1, "maxReplicas": 200}
     results, timelines = run(args.seed, scaling_base)
+    tradeoffs = sweep(lambda seed: callers(spike_rate, seed), scaling_base, OBSERVE_SECONDS, DAY)
     defaults = Scaling.model_validate(scaling_base)
     body = {
         "machine": machine(),
         "parameters": {
             "seed": args.seed,
-            "observation_interval_s": OperatorOptions.model_fields["resync_seconds"].default,
+            "observation_interval_s": OBSERVE_SECONDS,
+            "headroom_tuning": {"rise_min_span_s": TUNING.rise_min_span_seconds,
+                                "chance_share_of_sqrt_rooms": TUNING.chance_factor, "trend_lookback_s": TUNING.trend_seconds},
             "capacity_per_pod": defaults.target_active_rooms_per_replica,
             "scaling": defaults.model_dump(by_alias=True, exclude_none=True),
             "pod_start_seconds": list(POD_START_SECONDS),
@@ -151,10 +165,17 @@ def main() -> None:
                 "spike": SPIKE, "arrivals": "Poisson",
                 "call_length": {"distribution": "lognormal", "median_s": CALL_MEDIAN_S, "sigma": CALL_SIGMA, "max_s": CALL_MAX_S},
             },
-            "dispatch": "least loaded ready pod with a free session; otherwise the caller waits in line (FIFO)",
+            "dispatch": "a ready pod with a free session at random, weighted by its free share (livekit-server's "
+                        "load-weighted pick); otherwise the caller waits in line (FIFO)",
             "scale_down": "starting pods first, then the ready pods with the fewest calls; removed pods drain their calls",
         },
         "days": results,
+        "sweep": tradeoffs,
+        "notes": [
+            "The reactive rule never scales when pods fill exactly to target (capacity = target here): a full pod at "
+            "ceil(rooms / target) already equals the recommendation, so callers beyond it wait for the day (its "
+            "worker-minutes are below the floor for that reason).",
+        ],
     }
     args.out.write_text(json.dumps(body, indent=2) + "\n")
     from bench.autoscale_plot import plot  # matplotlib only when writing the figure

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from voiceagent_operator.scaling.policy import Decision, History, Observation, decide
+from voiceagent_operator.scaling.policy import TUNING, Decision, History, Observation, Tuning, decide
 from voiceagent_operator.spec import Scaling
 
 Call = tuple[float, float]  # (arrival time, length) in seconds
@@ -29,8 +29,8 @@ Call = tuple[float, float]  # (arrival time, length) in seconds
 Policy = Callable[[Observation, History, float], Decision]
 
 
-def operator_policy(scaling: Scaling, pinned: int | None = None) -> Policy:
-    return lambda observation, history, now: decide(observation, scaling, history, now, pinned=pinned)
+def operator_policy(scaling: Scaling, pinned: int | None = None, tuning: Tuning = TUNING) -> Policy:
+    return lambda observation, history, now: decide(observation, scaling, history, now, pinned=pinned, tuning=tuning)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from voiceagent_operator.scaling.policy import (
     History,
     Observation,
     Recommendation,
+    TUNING,
     RoomsSample,
     clamp,
     decide,
@@ -250,17 +251,25 @@ def headroom_scaling(**values: int) -> Scaling:
     return scaling(**{"maxReplicas": 200, "targetActiveRoomsPerReplica": 10, "podStartSeconds": 30, "spareSessions": 0, **values})
 
 
-def test_a_steady_fleet_keeps_sqrt_rooms_free() -> None:
-    history = History((Recommendation(NOW - 15, 13),), NOW - 1000, (RoomsSample(NOW - 15, 100),))
-    decision = decide(Observation(100, True, 10, interval=15), headroom_scaling(), history, NOW)
-    assert decision.recommendation == 11  # ceil((100 + sqrt(100)) / 10)
+def test_a_steady_fleet_keeps_a_quarter_of_sqrt_rooms_free() -> None:
+    history = History((Recommendation(NOW - 15, 13),), NOW - 1000, (RoomsSample(NOW - 15, 400),))
+    decision = decide(Observation(400, True, 40, interval=15), headroom_scaling(), history, NOW)
+    assert decision.recommendation == 41  # ceil((400 + sqrt(400) / 4) / 10)
+
+
+def test_a_rise_over_one_short_interval_is_not_taken_for_a_trend() -> None:
+    # Every 5 s: 100 rooms 10 s ago, 100 then 108 now. The 8 rooms of the last 5 s count over 10 s.
+    samples = (RoomsSample(NOW - 10, 100), RoomsSample(NOW - 5, 100))
+    history = History((Recommendation(NOW - 5, 11),), NOW - 1000, samples)
+    decision = decide(Observation(108, True, 11, interval=5), headroom_scaling(), history, NOW)
+    assert decision.recommendation == 14  # ceil((108 + 0.8 x 35 + sqrt(108) / 4) / 10), not 1.6 x 35 = 56 more
 
 
 def test_rising_rooms_scale_up_ahead_of_them() -> None:
     # 30 more rooms in the last 15 s: 2 a second, for the 30 s start and the next 15 s interval.
     history = History((Recommendation(NOW - 15, 8),), NOW - 1000, (RoomsSample(NOW - 15, 71),))
     decision = decide(Observation(101, True, 10, interval=15), headroom_scaling(), history, NOW)
-    assert decision.recommendation == 21  # ceil((101 + 2 x 45 + sqrt(101)) / 10)
+    assert decision.recommendation == 20  # ceil((101 + 2 x 45 + sqrt(101) / 4) / 10)
     assert (decision.replicas, decision.reason) == (20, "RoomsAboveTarget")  # at most doubled per step
 
 
@@ -305,7 +314,9 @@ def test_a_faster_rise_never_gets_less_headroom(case) -> None:
 def test_the_headroom_covers_the_last_rise_for_a_whole_start(case) -> None:
     spec, rooms, interval = case
     got, _ = recommendations(spec, rooms, interval)
-    rise = max(0, rooms[-1] - rooms[-2]) / interval
+    # The rise over the shortest span of whole intervals that is at least TUNING.rise_min_span_seconds.
+    steps = min(len(rooms) - 1, math.ceil(TUNING.rise_min_span_seconds / interval))
+    rise = max(0, rooms[-1] - rooms[-1 - steps]) / (steps * interval)
     need = rooms[-1] + rise * (spec.pod_start_seconds + interval) + spec.spare_sessions
     assert got[-1] >= clamp(math.ceil(need / spec.target_active_rooms_per_replica), spec)
 

@@ -1,7 +1,7 @@
 """The autoscaling policy: a pure function of (observation, scaling spec, history, now) -> decision.
 
 Recommend enough workers for the rooms now plus the rise expected before a pod started now is
-ready, plus room for chance: ceil((rooms + rise/s x (podStartSeconds + interval) + sqrt(rooms)
+ready, plus room for chance: ceil((rooms + rise/s x (podStartSeconds + interval) + sqrt(rooms) / 4
 + spareSessions) / target), clamped to [min, max] (podStartSeconds 0: ceil((rooms + spareSessions)
 / target), the reactive rule when spareSessions is 0 too). Scale up at once to the lowest recommendation of
 the scale-up window (at most doubling, or +4, per step); scale down only after observing for a whole
@@ -28,6 +28,24 @@ MAX_RECOMMENDATIONS = 256
 TREND_SECONDS = 60.0
 HISTORY_FORMAT = 1
 MAX_ROOMS_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The headroom rule's constants, chosen by `make bench-autoscale` (its sweep holds the alternatives).
+
+    The rise is measured over at least `rise_min_span_seconds`: over one 5 s observation a change of
+    rooms is mostly the noise of random arrivals and ends, and the steepest of such slopes kept the
+    fleet a tenth larger all day. `chance_factor` x sqrt(rooms) is the spare kept for that noise
+    (square-root staffing): the callers who waited did so at the onset of a surge, which the rise
+    covers, so a quarter of sqrt(rooms) buys what a whole one did at less cost."""
+
+    rise_min_span_seconds: float = 10.0
+    chance_factor: float = 0.25
+    trend_seconds: float = TREND_SECONDS
+
+
+TUNING = Tuning()
 
 
 @dataclass(frozen=True)
@@ -94,13 +112,15 @@ class History:
     def last_at(self) -> float | None:
         return self.recommendations[-1].at if self.recommendations else None
 
-    def rise_per_second(self, now: float, rooms: int, lookback: float) -> float:
-        """The steepest rise of rooms up to now from any sample in the look-back; 0 when none rose.
+    def rise_per_second(self, now: float, rooms: int, lookback: float, min_span: float = 0.0) -> float:
+        """The steepest rise of rooms up to now from any sample in the look-back at least `min_span`
+        old (from the oldest one there is when none is that old); 0 when none rose.
 
-        The steepest, not the average: at the start of a surge the last interval rises faster than
+        The steepest, not the average: at the start of a surge the last seconds rise faster than
         the last minute, and the surge is what the headroom is for."""
-        slopes = [(rooms - s.rooms) / (now - s.at) for s in self.rooms if 0 < now - s.at <= lookback]
-        return max([0.0, *slopes])
+        recent = [s for s in self.rooms if 0 < now - s.at <= lookback]
+        spans = [s for s in recent if now - s.at >= min_span] or recent[:1]
+        return max([0.0, *((rooms - s.rooms) / (now - s.at) for s in spans)])
 
 
 @dataclass(frozen=True)
@@ -153,34 +173,37 @@ def needed_replicas(rooms: int, scaling: Scaling) -> int:
     return math.ceil(rooms / scaling.target_active_rooms_per_replica)
 
 
-def trend_lookback(interval: float) -> float:
-    return max(TREND_SECONDS, 2 * interval)
+def trend_lookback(interval: float, tuning: Tuning = TUNING) -> float:
+    return max(tuning.trend_seconds, 2 * interval)
 
 
-def headroom(rooms: int, rise_per_second: float, scaling: Scaling, interval: float) -> float:
-    """Sessions to keep free until a pod ordered now serves: the rise expected by then, sqrt(rooms)
-    for the randomness of arrivals and ends (square-root staffing), and the spare sessions."""
+def headroom(rooms: int, rise_per_second: float, scaling: Scaling, interval: float, tuning: Tuning = TUNING) -> float:
+    """Sessions to keep free until a pod ordered now serves: the rise expected by then, a share of
+    sqrt(rooms) for the randomness of arrivals and ends (square-root staffing), and the spare sessions."""
     if scaling.pod_start_seconds == 0:
         return float(scaling.spare_sessions)
     expected_rise = rise_per_second * (scaling.pod_start_seconds + interval)
-    return expected_rise + math.sqrt(rooms) + scaling.spare_sessions
+    return expected_rise + tuning.chance_factor * math.sqrt(rooms) + scaling.spare_sessions
 
 
-def recommended_replicas(rooms: int, rise_per_second: float, scaling: Scaling, interval: float) -> int:
-    demand = rooms + headroom(rooms, rise_per_second, scaling, interval)
+def recommended_replicas(
+    rooms: int, rise_per_second: float, scaling: Scaling, interval: float, tuning: Tuning = TUNING
+) -> int:
+    demand = rooms + headroom(rooms, rise_per_second, scaling, interval, tuning)
     return clamp(math.ceil(demand / scaling.target_active_rooms_per_replica), scaling)
 
 
 def decide(
-    observation: Observation, scaling: Scaling, history: History, now: float, pinned: int | None = None
+    observation: Observation, scaling: Scaling, history: History, now: float, pinned: int | None = None,
+    tuning: Tuning = TUNING,
 ) -> Decision:
     """The worker count to run now. `pinned` (spec.replicas) overrides the policy entirely."""
     interval = observation.interval
     last = history.last_at()
     gap = last is None or now - last > GAP_INTERVALS * interval or last > now
-    lookback = trend_lookback(interval)
-    rise = 0.0 if gap else history.rise_per_second(now, observation.rooms, lookback)
-    recommendation = recommended_replicas(observation.rooms, rise, scaling, interval)
+    lookback = trend_lookback(interval, tuning)
+    rise = 0.0 if gap else history.rise_per_second(now, observation.rooms, lookback, tuning.rise_min_span_seconds)
+    recommendation = recommended_replicas(observation.rooms, rise, scaling, interval, tuning)
     horizon = max(scaling.scale_up_stabilization_seconds, scaling.scale_down_stabilization_seconds)
     kept = tuple(r for r in history.recommendations if now - r.at < horizon)
     since = now if gap or history.observing_since is None else history.observing_since
