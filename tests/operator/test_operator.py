@@ -23,10 +23,17 @@ RESYNC = 0.25  # VOICEAGENT_RESYNC_SECONDS in conftest
 OBSERVE = 0.25
 
 
+@pytest.fixture
+def resync() -> float:
+    """The resync period (parametrize to change)."""
+    return RESYNC
+
+
 @pytest.fixture(autouse=True)
-def observe_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+def observe_fast(monkeypatch: pytest.MonkeyPatch, resync: float) -> None:
     """The fleet observation as often as the resync (set before the operator starts)."""
     monkeypatch.setattr(handlers.OPTIONS, "observe_seconds", OBSERVE)
+    monkeypatch.setattr(handlers.OPTIONS, "resync_seconds", resync)
 
 
 pytestmark = pytest.mark.usefixtures("observe_fast", "operator")
@@ -235,6 +242,23 @@ async def test_workers_scale_on_active_rooms_and_idle_pods_are_marked_for_remova
         assert order[-1].endswith("deployments/support-worker"), "the costs are set before the scale-down"
         down = await eventually(lambda: events(api, "ScaledDown"))
         assert "3 -> 1" in down[0]["message"]
+
+
+@pytest.mark.parametrize("resync", [120.0])
+async def test_a_change_in_rooms_is_acted_on_within_the_observation_interval_not_the_resync_period(api) -> None:
+    ips = ["127.0.6.1"]
+    rooms: dict[str, str | int] = {ips[0]: exposition(0)}
+    scaling = {"maxReplicas": 5, "targetActiveRoomsPerReplica": 1, **REACTIVE}
+    async with metrics_endpoints(rooms) as port:
+        await add_worker_pods(api, ips)
+        await create(api, "support", groq_spec(metricsPort=port, scaling=scaling))
+        await settled(api, "support")
+        assert replicas(api) == 1
+        rooms[ips[0]] = exposition(3)
+        started = asyncio.get_running_loop().time()
+        await eventually(lambda: replicas(api) == 3, timeout=5)
+        await eventually(lambda: status(api, "support").get("activeRooms") == 3, timeout=5)
+    assert asyncio.get_running_loop().time() - started < 5, "well within the 120 s resync"
 
 
 async def test_an_unreachable_pod_blocks_scale_down_but_not_scale_up(api) -> None:
