@@ -217,3 +217,35 @@ def test_a_sigterm_before_livekit_takes_over_ends_the_worker_at_once():
         assert child.stdout is not None and child.stdout.readline() == "up\n"
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=10) == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("AGENT_VAD_MIN_SILENCE", "5", "allowed range 0.05 to 2.0"),
+        ("AGENT_ENDPOINTING_MIN_DELAY", "-1", "allowed range 0.0 to 5.0"),
+        ("AGENT_ENDPOINTING_MAX_DELAY", "60", "allowed range 0.1 to 10.0"),
+        ("AGENT_PRERESPONSE_LATE_AFTER", "20", "allowed range 0.0 to 10.0"),
+        ("AGENT_FAST_LLM_TIMEOUT", "0", "allowed range 0.0 (excluded) to 10.0"),
+        ("AGENT_TURN_DETECTOR", "smart", "set one of local, cloud or vad"),
+        ("AGENT_ENDPOINTING_MODE", "fast", "set one of fixed or dynamic"),
+    ],
+)
+def test_an_invalid_turn_handling_value_names_the_variable_and_its_allowed_values(keyed_env, variable, value, expected):
+    keyed_env.setenv(variable, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(f"{variable}=") and expected in str(error.value)
+
+
+def test_a_max_delay_below_the_min_delay_is_refused(keyed_env):
+    keyed_env.setenv("AGENT_ENDPOINTING_MIN_DELAY", "2")
+    keyed_env.setenv("AGENT_ENDPOINTING_MAX_DELAY", "1")
+    with pytest.raises(ConfigError, match="AGENT_ENDPOINTING_MAX_DELAY=1.0 is below AGENT_ENDPOINTING_MIN_DELAY=2.0"):
+        load_settings()
+
+
+def test_the_cloud_turn_detector_needs_livekit_keys(keyed_env):
+    keyed_env.setenv("AGENT_TURN_DETECTOR", "cloud")
+    with pytest.raises(ConfigError, match="LIVEKIT_API_KEY"):
+        load_settings()

@@ -14,7 +14,6 @@ from agent_worker.preresponse import (
     filler_prompt,
     generate_filler_text,
     holds_the_filler,
-    is_trivial,
 )
 from agent_worker.scripted import ScriptedLLM
 
@@ -38,12 +37,6 @@ def test_filler_equal_to_the_previous_one_is_rejected_whatever_the_case_or_punct
 
 def test_empty_filler_is_rejected():
     assert clean_filler("   ", max_words=8, previous=None) is None
-
-
-def test_turns_shorter_than_min_words_are_trivial():
-    options = PreResponseOptions(min_words=3)
-    assert is_trivial("thank you", options)
-    assert not is_trivial("what time is it", options)
 
 
 def test_prompt_states_the_word_limit_and_forbids_the_previous_filler():

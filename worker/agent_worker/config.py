@@ -337,10 +337,10 @@ def _describe(exc: ValidationError) -> str:
     value = error.get("input")
     if error["type"] == "literal_error":
         expected = error["ctx"]["expected"].replace("'", "")
-        known = "a known provider" if field_name.endswith("provider") else "allowed"
+        known = "a known provider" if "provider" in field_name or "fallback" in field_name else "allowed"
         return f"{variable}={value!r} is not {known}; set one of {expected}"
     if field_name in Settings.model_fields and (allowed := _allowed_range(field_name)):
-        return f"{variable}={value!r} is invalid: {error['msg']}; allowed range {allowed}"
+        return f"{variable}={value!r} is invalid: {error['msg']} (allowed range {allowed}); fix or unset {variable}"
     reason = error["msg"].removeprefix("Value error, ")
     if len(error["loc"]) > 1 and error["type"] != "literal_error":
         where = ".".join(str(part) for part in error["loc"][1:])
