@@ -218,7 +218,8 @@ def main() -> None:
     parser.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS))
     parser.add_argument("--worker-core", type=int, default=0)
     parser.add_argument("--keep-going", action="store_true", help="run every size even past the budget")
-    parser.add_argument("--profile-n", type=int, default=4, help="profile the worker tree with py-spy at this N")
+    parser.add_argument("--profile-n", type=int, default=2,
+                        help="profile the worker tree with py-spy at this N (default 2: every run reaches it)")
     parser.add_argument("--profile-seconds", type=float, default=30.0)
     parser.add_argument("--cost", action="store_true", help="also a scripted standard call -> --cost-out")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "density.json")
