@@ -48,6 +48,8 @@ QUESTIONS = ["What is the weather like in Paris today?", "How far away is the mo
 # every answer starts more than AgentWorkerTurnLatencyHigh's 1.5 s after the caller stops.
 MAIN_MODEL_DELAY = 2.0
 VOICEAGENT = "voice"
+# Its worker pods land on the test bed's kwok nodes: Ready, but nothing answers on their metrics port.
+UNREADABLE = "unreadable"
 # The chart scrapes every 30 s (operator) and 15 s (workers): too few samples in a short run. Not
 # 1 s: a scrape times out at the interval, and a worker pod on busy shared cores may take a second.
 SCRAPE_INTERVAL_S = 2
@@ -62,12 +64,18 @@ class Shortened:
 
 
 # A query that cannot return data in a short run of real traffic is named here ("Panel title [refId]"
-# or the rule's name) with why, and the shortened form checked instead. None needs one today: the
-# traffic makes every alerting condition real (a slow main model, a provider failing every other
-# request, a fleet pinned at maxReplicas, a VoiceAgent with an invalid spec). An alert's `for` is
-# not a reason: its expression is checked as it is, and the alert must have gone pending (firing
-# takes the `for`, 10-15 minutes, to elapse).
-SHORTENED: dict[str, Shortened] = {}
+# or the rule's name) with why, and the shortened form checked instead. The traffic makes every other
+# alerting condition real (a slow main model, a provider failing every other request, a fleet pinned
+# at maxReplicas, a VoiceAgent with an invalid spec, one whose pods do not answer on their metrics
+# port). An alert's `for` is not a reason: its expression is checked as it is, and the alert must
+# have gone pending (firing takes the `for`, 10-15 minutes, to elapse).
+SHORTENED: dict[str, Shortened] = {
+    "VoiceAgentOperatorDown": Shortened(
+        why="the operator serves the traffic, so it cannot be down during it; the series the alert "
+            "reads must exist, per release namespace, with the ServiceMonitor's job",
+        expr='sum by (namespace) (up{job="voiceagent-operator"})',
+    ),
+}
 
 
 def _latency(values: list[float]) -> bool:
@@ -187,15 +195,21 @@ def _exists(read: Callable[[str], Any], name: str) -> bool:
 
 def deploy_voiceagents(fleet: Fleet, model_server, speech_server, model: str, main_url: str) -> dict[str, Any]:
     """"voice", pinned at one worker pod on the node (so at maxReplicas) whose main LLM is
-    `main_url`, with a ServiceMonitor; and "misconfigured": admitted by the CRD, refused by the
-    operator (InvalidSpec on every resync). Returns the ServiceMonitor the operator applied."""
+    `main_url`, with a ServiceMonitor; "misconfigured": admitted by the CRD, refused by the
+    operator (InvalidSpec on every resync); and UNREADABLE, one Ready pod on a kwok node whose
+    active rooms the operator cannot read. Returns the ServiceMonitor the operator applied."""
     agents = fleet.agents
     spec = node_spec(fleet.livekit, model_server, speech_server, model=model, main_base_url=main_url,
                      # The filler's model straight from Ollama: only the main model is slow and failing.
                      preResponse={"model": model, "baseUrl": model_server.pod_base_url},
                      monitoring={"serviceMonitor": {"enabled": True}})
-    agents.create(VOICEAGENT, {**spec, "scaling": {"minReplicas": 1, "maxReplicas": 1, "targetActiveRoomsPerReplica": 1}})
+    # Every VoiceAgent at one worker: the replica panels expect exactly 1 (the operator scales an
+    # invalid spec too, from its spec.scaling alone).
+    spec["scaling"] = {"minReplicas": 1, "maxReplicas": 1, "targetActiveRoomsPerReplica": 1}
+    agents.create(VOICEAGENT, spec)
     agents.create("misconfigured", {**spec, "pricing": {"tts-1": {"perMillionCharacters": 15}}})
+    on_kwok = {key: value for key, value in spec.items() if key not in ("nodeSelector", "tolerations", "resources")}
+    agents.create(UNREADABLE, {**on_kwok, "monitoring": {"serviceMonitor": {"enabled": False}}})
     (pod,) = wait_for_pods(agents.api, AGENTS_NAMESPACE, WORKER_SELECTOR.format(name=VOICEAGENT), 1,
                            "one Ready worker pod on the real node", POD_START_TIMEOUT)
     # Ready is livekit-agents' health check, which passes before the worker has registered; a room
@@ -204,6 +218,7 @@ def deploy_voiceagents(fleet: Fleet, model_server, speech_server, model: str, ma
                f"worker pod {pod.metadata.name} to register with livekit-server", timeout=120)
     agents.wait_for_condition(VOICEAGENT, "MonitoringReady", "True", timeout=60, reason="ServiceMonitorApplied")
     agents.wait_for_condition("misconfigured", "Degraded", "True", timeout=60, reason="InvalidSpec")
+    agents.wait_for_condition(UNREADABLE, "RoomsObserved", "False", timeout=90, reason="PodsUnreadable")
     return agents.custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", AGENTS_NAMESPACE,
                                                       "servicemonitors", f"{VOICEAGENT}-worker")
 
@@ -266,6 +281,7 @@ def alert_subjects(traffic: Traffic) -> dict[str, dict[str, str]]:
         "AgentWorkerProviderErrorRateHigh": {**worker, "provider": "ollama", "role": "main"},
         "VoiceAgentAtMaxReplicas": {"namespace": traffic.namespace, "voiceagent": VOICEAGENT},
         "VoiceAgentOperatorReconcileErrors": {"reason": "InvalidSpec"},
+        "VoiceAgentWorkerRoomsUnreadable": {"namespace": traffic.namespace, "voiceagent": UNREADABLE},
     }
 
 
