@@ -36,8 +36,10 @@ CHILD_KINDS = (
     ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
 )
 INDEX_PREFIX = "children_"
-# How long the answer to "is the ServiceMonitor API served" is kept (one discovery GET per period).
+# How long the answer to "is the ServiceMonitor API served" is kept, for the whole operator: a yes for
+# long, a no shortly (the Prometheus Operator may be installed any time).
 MONITORING_API_TTL_SECONDS = 300.0
+MONITORING_API_MISSING_TTL_SECONDS = 20.0
 
 
 def index_name(plural: str) -> str:
@@ -174,8 +176,9 @@ class Cache:
         return [pod.ready for pod in _values(self.pods.get((namespace, name))) if pod.ready is not None]
 
     async def monitoring_api(self, group_version: str, resource: str) -> bool:
-        """Whether ServiceMonitors are served: one discovery read per MONITORING_API_TTL_SECONDS."""
+        """Whether ServiceMonitors are served: one discovery read per TTL for the whole operator."""
         now = time.monotonic()
-        if self._monitoring is None or now - self._monitoring[1] > MONITORING_API_TTL_SECONDS:
+        ttl = MONITORING_API_TTL_SECONDS if self._monitoring and self._monitoring[0] else MONITORING_API_MISSING_TTL_SECONDS
+        if self._monitoring is None or now - self._monitoring[1] > ttl:
             self._monitoring = (await self.kube.serves(group_version, resource), now)
         return self._monitoring[0]
