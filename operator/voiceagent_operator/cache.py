@@ -33,8 +33,11 @@ CHILD_KINDS = (
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
     ("batch", "v1", "jobs", "Job"),
-    ("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
 )
+# Kinds read, not watched: a ServiceMonitor's CRD may come and go, and Kopf stops altogether when a
+# watch of a kind whose CRD was just deleted answers 404. What was last read or applied is trusted
+# for UNWATCHED_TTL_SECONDS (one read per object per period).
+UNWATCHED_TTL_SECONDS = 300.0
 INDEX_PREFIX = "children_"
 # How long the answer to "is the ServiceMonitor API served" is kept, for the whole operator: a yes for
 # long, a no shortly (the Prometheus Operator may be installed any time).
@@ -116,6 +119,7 @@ class Cache:
         self.children: dict[str, Mapping[Any, Any]] = {}  # kind -> its Kopf index
         self.pods: Mapping[Any, Any] | None = None
         self._fresh: dict[tuple[str, str, str], Cached] = {}
+        self._unwatched: dict[tuple[str, str, str], tuple[Cached | None, float]] = {}
         self._monitoring: tuple[bool, float] | None = None
 
     @property
@@ -143,7 +147,7 @@ class Cache:
         """The live object. Not in the cache: read it if `wanted` (about to be created), else absent."""
         key = (kind, namespace, name)
         if kind not in self.children:
-            return await self.kube.get(api_version, kind, namespace, name)
+            return await self._read_unwatched(api_version, kind, namespace, name)
         indexed, fresh = self._indexed(kind, key), self._fresh.get(key)
         if fresh is not None and (indexed is None or indexed.version < fresh.version):
             return fresh.load()
@@ -152,17 +156,37 @@ class Cache:
             return indexed.load()
         return await self.kube.get(api_version, kind, namespace, name) if wanted else None
 
+    async def _read_unwatched(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        key = (kind, namespace, name)
+        kept = self._unwatched.get(key)
+        if kept is None or time.monotonic() - kept[1] > UNWATCHED_TTL_SECONDS:
+            live = await self.kube.get(api_version, kind, namespace, name)
+            kept = (Cached.of(live) if live else None, time.monotonic())
+            self._unwatched[key] = kept
+        return kept[0].load() if kept[0] else None
+
     def remember(self, live: dict[str, Any] | None) -> None:
         """Our own write's answer: newer than the watch until the watch brings it."""
-        if live and live.get("kind") in self.children:
-            meta = live.get("metadata") or {}
-            self._fresh[(live["kind"], meta.get("namespace", ""), meta.get("name", ""))] = Cached.of(live)
+        if not live:
+            return
+        meta = live.get("metadata") or {}
+        key = (live.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+        if key[0] in self.children:
+            self._fresh[key] = Cached.of(live)
+        else:
+            self._unwatched[key] = (Cached.of(live), time.monotonic())
+
+    def removed(self, kind: str, namespace: str, name: str) -> None:
+        """Our own delete: an unwatched object is known absent."""
+        if kind not in self.children:
+            self._unwatched[(kind, namespace, name)] = (None, time.monotonic())
 
     def forget(self, owner: Owner) -> None:
         """Drop the answers kept for a VoiceAgent's children (it is gone, or no longer reconciled here)."""
         names = {owner.worker, owner.worker_config, owner.ollama, owner.ollama_models}
-        for key in [k for k in self._fresh if k[1] == owner.namespace and k[2] in names]:
-            self._fresh.pop(key, None)
+        for kept in (self._fresh, self._unwatched):
+            for key in [k for k in kept if k[1] == owner.namespace and k[2] in names]:
+                kept.pop(key, None)
 
     def worker_pods(self, namespace: str, name: str) -> list[dict[str, Any]] | None:
         """The VoiceAgent's worker pods from the cache; None when pods are not cached (list them)."""

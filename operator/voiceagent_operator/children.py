@@ -68,6 +68,7 @@ async def remove_child(cache: Cache, manifest: dict[str, Any], owner_uid: str) -
             return Applied(kind, name, ApplyDecision(SKIP, "absent or not ours"), None)
         log.info("deleting %s %s/%s", kind, namespace, name)
         await cache.kube.delete(api_version, kind, namespace, name)
+        cache.removed(kind, namespace, name)
         return Applied(kind, name, ApplyDecision("delete", "deleted: no longer in the spec"), None)
     except ApiError as exc:
         return Applied(kind, name, ApplyDecision("failed", str(exc)), None, exc)
