@@ -84,6 +84,7 @@ async def step(rig: Rig, variant: str, n: int, turns: int, samples: list, profil
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)  # the job processes are up; let their start-up settle
     pids = proc.tree(worker.pid)
+    rig0 = rig_cpu_seconds(rig)
     cpu0, clock, started = proc.cpu_seconds(pids), proc.CoreClock(), time.monotonic()
     threads0 = proc.thread_cpu(pids)
     ready.set()
@@ -92,6 +93,7 @@ async def step(rig: Rig, variant: str, n: int, turns: int, samples: list, profil
         worker.pid, profile_seconds, rig.workdir / f"profile-{variant}-{n}.txt")) if profile_seconds else None
     results = await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - started
+    rig_cpu = rig_cpu_seconds(rig) - rig0
     pids_after = proc.tree(worker.pid)
     cpu = proc.cpu_seconds(pids_after) - cpu0
     threads = proc.thread_cpu(pids_after)
@@ -116,15 +118,40 @@ async def step(rig: Rig, variant: str, n: int, turns: int, samples: list, profil
                                                   key=lambda item: -item[1])),
         "worker_core_busy": worker_busy, "rig_cores_busy": {c: s for c, s in busy.items() if c != rig.worker_core},
         "rig_limited": rig_busy >= 0.9,
+        # The rig's own share of a core (this process, livekit-server, the stand-ins): the rest of
+        # rig_cores_busy is other programs on the machine.
+        "rig_own_core_share": round(rig_cpu / elapsed, 3),
         "load_average": proc.load_average(),
         "memory": memory,
         **({"profile": await profile_task} if profile_task else {}),
     }
 
 
+def rig_cpu_seconds(rig: Rig) -> float:
+    """CPU seconds of this process and its descendants other than the workers' trees."""
+    workers = {pid for worker in rig.workers.values() for pid in proc.tree(worker.pid)}
+    return proc.cpu_seconds([pid for pid in proc.tree(os.getpid()) if pid not in workers])
+
+
 def within_budget(row: dict, baseline_p95: float | None, budget_ms: float) -> bool:
     p95 = row["first_audio_ms"]["p95"]
     return row["lost"] == 0 and p95 is not None and baseline_p95 is not None and p95 <= baseline_p95 + budget_ms
+
+
+def cpu_bound_estimate(rows: list[dict]) -> dict | None:
+    """The worker's CPU per minute as fixed + per_call x N (least squares over the steps), and the
+    calls one core (60 CPU-s a minute) would carry at 100 %: an upper bound that holds even when
+    the rig, not the worker, limited the run."""
+    points = [(row["n"], row["cpu_seconds_per_call_minute"] * row["n"]) for row in rows]
+    if len({n for n, _ in points}) < 2:
+        return None
+    mean_n = sum(n for n, _ in points) / len(points)
+    mean_cpu = sum(cpu for _, cpu in points) / len(points)
+    per_call = (sum((n - mean_n) * (cpu - mean_cpu) for n, cpu in points)
+                / sum((n - mean_n) ** 2 for n, _ in points))
+    fixed = mean_cpu - per_call * mean_n
+    return {"fixed_cpu_seconds_per_minute": round(fixed, 2), "cpu_seconds_per_minute_per_call": round(per_call, 2),
+            "calls_per_core_at_full_cpu": round((60 - fixed) / per_call, 1) if per_call > 0 else None}
 
 
 def summarize(rows: list[dict], budget_ms: float, cores: int) -> dict:
@@ -138,6 +165,7 @@ def summarize(rows: list[dict], budget_ms: float, cores: int) -> dict:
             break
         best = row
     return {
+        "cpu_bound_estimate": cpu_bound_estimate(rows),
         "first_audio_p95_at_n1_ms": baseline,
         "budget_first_audio_p95_ms": None if baseline is None else round(baseline + budget_ms, 1),
         "calls_at_budget": best["n"] if best else 0,
