@@ -228,6 +228,9 @@ def _start_apiserver(plane: ControlPlane, port: int, serving: pki.KeyPair, kubel
         f"--kubelet-client-certificate={kubelet_client.cert}", f"--kubelet-client-key={kubelet_client.key}",
         "--kubelet-preferred-address-types=InternalIP",  # no DNS: the node is reached by its address
         "--authorization-mode=Node,RBAC",
+        # As hardened clusters (OpenShift) run: setting an ownerReference with blockOwnerDeletion needs
+        # update on the owner's finalizers, which the chart must grant (voiceagents/finalizers).
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={service_accounts.cert}",
         f"--service-account-signing-key-file={service_accounts.key}",
