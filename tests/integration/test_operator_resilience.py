@@ -147,7 +147,7 @@ def test_of_two_operator_replicas_only_the_higher_priority_one_reconciles(agents
     assert standby.process.alive() and active.process.alive()
     assert standby.metric("voiceagent_operator_reconciles_total") == standby_reconciles
     assert f"[{agents.namespace}/pair]" not in standby.process.log_tail(10_000)
-    assert f"[{agents.namespace}/pair] Handler 'handle_reconcile' succeeded" in active.process.log_tail(10_000)
+    assert active.metric(f'voiceagent_operator_desired_replicas{{namespace="{agents.namespace}",voiceagent="pair"}}') == 1
 
 
 def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_within_15_seconds_without_duplicates(
