@@ -78,6 +78,7 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     memo.fleet = Fleet(OPTIONS.observe_seconds, OPTIONS.scrape_timeout_seconds, OPTIONS.scrape_concurrency)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RETRIED_REQUEST_IS_A_WARNING)
+        handler.addFilter(QUIET_INDEXERS)
     serve_metrics_once(OPTIONS.metrics_port)
 
 
@@ -95,6 +96,20 @@ class RetriedRequestIsAWarning(logging.Filter):
 
 
 RETRIED_REQUEST_IS_A_WARNING = RetriedRequestIsAWarning()
+
+
+class QuietIndexers(logging.Filter):
+    """Kopf logs every index update ("Indexer 'worker_pods' succeeded.") at INFO: one line per event of
+    every watched child and pod. Those lines are dropped; an indexer's failure is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.name == "kopf.objects":
+            message = record.getMessage()
+            return not (message.startswith("Indexer '") and message.endswith("' succeeded."))
+        return True
+
+
+QUIET_INDEXERS = QuietIndexers()
 
 
 PEERING_LIFETIME_SECONDS = 10

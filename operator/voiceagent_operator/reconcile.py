@@ -9,6 +9,7 @@ the worker count keeps following the rooms, from the last spec that could be act
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from dataclasses import dataclass, field
@@ -224,12 +225,11 @@ def _ours(live: dict[str, Any], owner: Owner) -> bool:
 
 
 async def _apply_all(ctx: Context, children: Children, decision: Decision) -> dict[str, Applied]:
-    results: dict[str, Applied] = {}
-    for manifest in children.present:
-        result = await apply_child(ctx.cache, manifest, ctx.owner.uid)
-        results[result.ref] = result
-    for manifest in children.absent:
-        result = await remove_child(ctx.cache, manifest, ctx.owner.uid)
+    # Each child on its own and at once: a new VoiceAgent's children cost one round trip, not one each.
+    applied = await asyncio.gather(*(apply_child(ctx.cache, manifest, ctx.owner.uid) for manifest in children.present))
+    removed = await asyncio.gather(*(remove_child(ctx.cache, manifest, ctx.owner.uid) for manifest in children.absent))
+    results: dict[str, Applied] = {result.ref: result for result in applied}
+    for result in removed:
         results.setdefault(result.ref, result)
     for result in results.values():
         action = result.decision.action

@@ -6,7 +6,7 @@ import logging
 
 import kopf
 
-from voiceagent_operator.handlers import RETRIED_REQUEST_IS_A_WARNING, handle_startup
+from voiceagent_operator.handlers import QUIET_INDEXERS, RETRIED_REQUEST_IS_A_WARNING, handle_startup
 
 
 async def _started(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -52,3 +52,12 @@ def test_a_request_kopf_will_retry_is_logged_as_a_warning_and_its_final_failure_
     assert (retried.levelno, retried.levelname) == (logging.WARNING, "WARNING")
     assert (final.levelno, final.levelname) == (logging.ERROR, "ERROR")
     assert ours.levelno == logging.ERROR
+
+
+def test_an_index_update_is_not_logged_but_an_indexer_failure_and_other_handlers_are():
+    def kept(level: int, message: str) -> bool:
+        return QUIET_INDEXERS.filter(logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None))
+
+    assert not kept(logging.INFO, "Indexer 'worker_pods' succeeded.")
+    assert kept(logging.ERROR, "Indexer 'worker_pods' failed with an exception. Will ignore.")
+    assert kept(logging.INFO, "Handler 'handle_update' succeeded.")
