@@ -98,3 +98,10 @@ def test_the_estimate_is_a_high_quantile_of_recent_requests_and_the_priors_befor
     for ttft in [0.2] * 8 + [1.8, 1.9]:
         estimator.observe_llm_ttft(ttft)
     assert estimator.estimate().llm_ttft >= 1.5  # one slow answer in ten is enough to expect slowness
+
+
+def test_while_a_recent_quick_answer_could_still_come_the_filler_waits_for_it():
+    mixed = Estimate(1.8, 0.3, llm_ttft_samples=(0.2, 0.35, 1.6, 1.8))
+    waiting = decide(turn(now=0.3, started=0.1), mixed, History(), STOCK, OPTIONS)
+    assert (waiting.speak, waiting.reason, waiting.recheck_at) == (False, "answer_soon", pytest.approx(0.45))
+    assert decide(turn(now=0.46, started=0.1), mixed, History(), STOCK, OPTIONS).speak

@@ -67,6 +67,8 @@ class Estimate:
 
     llm_ttft: float
     tts_ttfb: float
+    llm_ttft_samples: tuple[float, ...] = ()
+    """The recent times to first token the high quantile was taken from."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,14 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
     if after < options.late_after:
         recheck = expected_first_token_at(turn, estimate) if turn.llm_first_token_at is None else None
         return Decision(False, "answer_soon", answer_expected_after=after, recheck_at=recheck)
+    if turn.llm_first_token_at is None and turn.llm_started_at is not None:
+        # Some recent requests that took longer than this one has so far still made a quick answer:
+        # wait until the slowest of those would have had its first token before speaking.
+        elapsed = turn.now - turn.llm_started_at
+        quick = [s for s in estimate.llm_ttft_samples
+                 if s > elapsed and turn.llm_started_at + s + estimate.tts_ttfb - turn.speech_ended_at < options.late_after]
+        if quick:
+            return Decision(False, "answer_soon", answer_expected_after=after, recheck_at=turn.llm_started_at + max(quick))
     if history.last_filler_at is not None and turn.now - history.last_filler_at < options.min_gap:
         return Decision(False, "too_soon", answer_expected_after=after)
     previous = normalize(history.previous_filler) if history.previous_filler else None
@@ -153,7 +163,7 @@ class LatencyEstimator:
             self._tts.append(seconds)
 
     def estimate(self) -> Estimate:
-        return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]))
+        return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]), tuple(self._llm))
 
     def _high(self, samples: deque[float], prior: float) -> float:
         if not samples:
