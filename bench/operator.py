@@ -8,6 +8,10 @@ running as the chart's ServiceAccount reconciles N VoiceAgents in one namespace.
 - create -> worker Deployment latency (client clock at the create's answer -> watch event), p50/p95/max;
 - API writes per no-op resync: requests with the operator's token that change something, counted in
   the apiserver's audit log over several resync periods once everything is settled (must be 0);
+- the native baseline of the same run: N plain Deployments (one replica, the same concurrency)
+  created directly in their own namespace, create -> ReplicaSet latency (client clock at the
+  create's answer -> watch event; kube-controller-manager on the same apiserver), measured before
+  the VoiceAgents on the still-quiet control plane, and our create -> Deployment p95 as its ratio;
 - the operator's RSS (VmRSS, and VmHWM for the peak);
 - scale reaction: a worker pod's endpoint (on its kwok pod IP and metrics port) starts reporting
   rooms -> the watch sees the Deployment's replicas patched; one sample per watched VoiceAgent.
@@ -73,12 +77,21 @@ def rss_mib(pid: int) -> dict[str, float]:
             "peak_rss_mib": round(int(fields["VmHWM"].split()[0]) / 1024, 1)}
 
 
+def own_name(item) -> str:
+    return item.metadata.name
+
+
+def owner_name(item) -> str:
+    return next((owner.name for owner in item.metadata.owner_references or []), "")
+
+
 class DeploymentWatch:
     """Records, from a watch, when each worker Deployment first appears and when its
-    spec.replicas first reaches a value."""
+    spec.replicas first reaches a value. With `kind="replica_set"` and `key=owner_name`: when
+    each Deployment's first ReplicaSet appears."""
 
-    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
-        self.apps, self.namespace = k8s.AppsV1Api(api), namespace
+    def __init__(self, api: k8s.ApiClient, namespace: str, kind: str = "deployment", key=own_name) -> None:
+        self.apps, self.namespace, self.kind, self.key = k8s.AppsV1Api(api), namespace, kind, key
         self.first_seen: dict[str, float] = {}
         self.replicas_at: dict[tuple[str, int], float] = {}
         self._watch = watch.Watch()
@@ -89,9 +102,9 @@ class DeploymentWatch:
     def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                for event in self._watch.stream(self.apps.list_namespaced_deployment, self.namespace):
+                for event in self._watch.stream(getattr(self.apps, f"list_namespaced_{self.kind}"), self.namespace):
                     now, deployment = time.monotonic(), event["object"]
-                    name = deployment.metadata.name
+                    name = self.key(deployment)
                     self.first_seen.setdefault(name, now)
                     self.replicas_at.setdefault((name, deployment.spec.replicas), now)
             except Exception as error:  # a dropped watch: resume (a first-seen time may be late, never early)
@@ -106,7 +119,9 @@ class DeploymentWatch:
 def create_agents(agents: Agents, count: int) -> dict[str, float]:
     """Creates `count` VoiceAgents (8 at a time); returns each one's creation time (answer received)."""
     spec = local_spec(scaling={"minReplicas": 1, "maxReplicas": 4, "targetActiveRoomsPerReplica": 2,
-                               "scaleDownStabilizationSeconds": 600})
+                               "scaleDownStabilizationSeconds": 600,
+                               # the reactive rule, so that 5 rooms make exactly 3 workers (scale_reactions)
+                               "podStartSeconds": 0, "spareSessions": 0})
 
     def create(index: int) -> tuple[str, float]:
         name = f"agent-{index:03d}"
@@ -117,10 +132,47 @@ def create_agents(agents: Agents, count: int) -> dict[str, float]:
         return dict(pool.map(create, range(count)))
 
 
+def native_baseline(api: k8s.ApiClient, namespace: str, count: int) -> list[float]:
+    """`count` plain Deployments (one replica, 8 creates at a time, as the VoiceAgents) after one
+    untimed warm-up: seconds from each create's answer to the watch seeing its ReplicaSet, made by
+    kube-controller-manager."""
+    k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    replica_sets = DeploymentWatch(api, namespace, kind="replica_set", key=owner_name)
+    apps = k8s.AppsV1Api(api)
+    labels = {"app": "native"}
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "registry.invalid/native:1"}]}}
+
+    def create(index: int) -> tuple[str, float]:
+        name = f"native-{index:03d}"
+        apps.create_namespaced_deployment(namespace, {"metadata": {"name": name}, "spec": {
+            "replicas": 1, "selector": {"matchLabels": labels}, "template": template}})
+        return name, time.monotonic()
+
+    try:
+        warm_up = create(count)[0]  # not timed: the controller-manager's first sync after start
+        wait_until(lambda: warm_up in replica_sets.first_seen, "the warm-up ReplicaSet", timeout=60, interval=0.2)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            created = dict(pool.map(create, range(count)))
+        wait_until(lambda: all(name in replica_sets.first_seen for name in created), "every native ReplicaSet",
+                   timeout=60 + count, interval=0.2)
+        return [replica_sets.first_seen[name] - at for name, at in created.items()]
+    finally:
+        replica_sets.stop()
+        k8s.CoreV1Api(api).delete_namespace(namespace)  # its pods leave room on the nodes for the workers
+
+
 def ready_count(agents: Agents) -> int:
     items = agents.custom.list_namespaced_custom_object("agentworker.io", "v1alpha1", agents.namespace, "voiceagents")["items"]
     return sum(1 for item in items for c in (item.get("status") or {}).get("conditions") or []
                if c["type"] == "Ready" and c["status"] == "True")
+
+
+READ_VERBS = ("get", "list")
+
+
+def reads(plane: ControlPlane, user: str, namespace: str) -> int:
+    """GETs and LISTs by the operator in `namespace` (its watches are not counted: they stay open)."""
+    return len(plane.audit_events(user, READ_VERBS, namespace))
 
 
 def writes(plane: ControlPlane, user: str, namespace: str) -> int:
@@ -132,7 +184,7 @@ def bench_size(count: int, workdir: Path) -> dict:
     load_at_start = os.getloadavg()[0]
     say(f"N={count}: starting a control plane (resync {resync:g} s)")
     logs = workdir / "logs"
-    plane = start_control_plane(workdir / "plane", logs, audit_reads=False)
+    plane = start_control_plane(workdir / "plane", logs)  # reads audited too: a no-op resync must make none
     endpoints: list[MetricsEndpoint] = []
     operator = None
     try:
@@ -143,6 +195,8 @@ def bench_size(count: int, workdir: Path) -> dict:
         operator = start("voiceagent-operator", command.argv, logs, env=command.env)
         wait_for_http(command.health_url, operator, timeout=60)
         with plane.api_client() as api:
+            native = native_baseline(api, f"native-{count}", count)
+            say(f"N={count}: native Deployment -> ReplicaSet p95 {percentile(native, 0.95) * 1000:.0f} ms")
             namespace = f"bench-{count}"
             k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
             agents = Agents(api, namespace)
@@ -164,11 +218,13 @@ def bench_size(count: int, workdir: Path) -> dict:
             wait_until(lambda: quiet(plane, user, namespace, resync), "the operator's writes to settle", operator,
                        timeout=resync * 10 + 120, interval=0.1)
             writes_before, reconciles_before = writes(plane, user, namespace), operator_harness.metric_value(command.metrics_url, reconciles)
+            reads_before = reads(plane, user, namespace)
             time.sleep(resync * NOOP_PERIODS)
             noop_writes = writes(plane, user, namespace) - writes_before
+            noop_reads = reads(plane, user, namespace) - reads_before
             noop_reconciles = operator_harness.metric_value(command.metrics_url, reconciles) - reconciles_before
             memory = rss_mib(operator.popen.pid)
-            say(f"N={count}: {noop_writes} writes over {NOOP_PERIODS} resyncs ({noop_reconciles:.0f} reconciles); {memory}")
+            say(f"N={count}: {noop_reads} reads, {noop_writes} writes over {NOOP_PERIODS} resyncs ({noop_reconciles:.0f} reconciles); {memory}")
 
             reactions = scale_reactions(agents, deployments, endpoints, resync)
             say(f"N={count}: scale reactions {[round(r, 2) for r in reactions]} s")
@@ -179,9 +235,13 @@ def bench_size(count: int, workdir: Path) -> dict:
             # From the first create; Ready follows the worker Deployment at the next resync.
             "all_ready_seconds": round(all_ready, 1),
             "create_to_deployment_ms": summary_ms(to_deployment),
+            "native_deployment_to_replicaset_ms": summary_ms(native),
+            "create_to_deployment_p95_over_native_p95": round(percentile(to_deployment, 0.95) / percentile(native, 0.95), 2),
             "noop_resync": {
                 "periods": NOOP_PERIODS,
                 "reconciles": int(noop_reconciles),
+                "api_reads": noop_reads,
+                "api_reads_per_resync": round(noop_reads / NOOP_PERIODS, 2),
                 "api_writes": noop_writes,
                 "api_writes_per_resync": round(noop_writes / NOOP_PERIODS, 2),
             },

@@ -1,4 +1,4 @@
-# The operator at scale on the real control plane (not part of `make test`): writes bench/results/operator.json.
+# The operator at scale on the real control plane, beside plain Deployments timed to their ReplicaSets in the same run (not part of `make test`): writes bench/results/operator.json.
 .PHONY: bench-operator
 
 bench-operator: setup testbed
