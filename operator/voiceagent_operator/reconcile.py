@@ -145,7 +145,8 @@ async def reconcile(ctx: Context) -> str:
     raw = ctx.body.get("spec") or {}
     scaling, metrics_port = (spec.scaling, spec.metrics_port) if spec else _scaling_only(raw)
 
-    worker = await ctx.cache.get("apps/v1", "Deployment", owner.namespace, owner.worker)
+    # Not in the cache: not ours (yet); whether a Deployment of that name exists is asked only to create ours.
+    worker = await ctx.cache.get("apps/v1", "Deployment", owner.namespace, owner.worker, wanted=False)
     pods = ctx.cache.worker_pods(owner.namespace, owner.name)
     if pods is None:
         pods = await kube.list("v1", "Pod", owner.namespace, selector_string(owner))
