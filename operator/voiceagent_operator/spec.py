@@ -180,7 +180,7 @@ class Scaling(_Model):
         description="Seconds from scaling up to a ready worker pod: capacity is kept for the rise in rooms expected over this time plus one observation interval; 0 keeps none",
     )
     spare_sessions: int = Field(
-        0, ge=0, le=10000, description="Free sessions kept beyond the active rooms, their expected rise and sqrt(rooms) for chance"
+        0, ge=0, le=10000, description="Free sessions kept beyond the active rooms, their expected rise and a quarter of sqrt(rooms) for chance"
     )
     metrics_source: Literal["pods", "prometheus"] = Field("pods", description="Scrape worker pods directly, or query Prometheus")
     prometheus_url: str | None = Field(None, description="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
