@@ -5,9 +5,9 @@
 demo-offline: setup
 	$(PY) -m agent_worker.demo --turns 5
 
-# Writes bench/results/latency.json (no pre-response vs the seed prototype vs ours).
+# Writes bench/results/latency.json (no pre-response, a filler every turn, ours; from the end of the caller's speech).
 bench-latency: setup
-	$(PY) bench/latency.py --turns 60 --out bench/results/latency.json
+	$(PY) bench/latency.py --turns 20 --out bench/results/latency.json
 
 # Writes bench/results/room.json: the real worker in a livekit-server room on the test bed, with
 # and without the pre-response, heard by a caller over WebRTC.
