@@ -31,6 +31,7 @@ from .scaling.observe import PodRooms
 from .spec import GROUP, PLURAL, VERSION
 
 OPTIONS = OperatorOptions()
+log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
@@ -152,14 +153,20 @@ async def handle_agent(body: kopf.Body, uid: str, memo: kopf.Memo, stopped: kopf
     wake = memo.fleet.register(uid)
     stop = asyncio.ensure_future(_stopped(stopped))
     try:
+        due = time.monotonic()
         while not stopped:
             wake.clear()
-            await run_reconcile(dict(body), memo)
+            if time.monotonic() >= due:  # the resync: at most one period after the last one began
+                due = time.monotonic() + OPTIONS.resync_seconds
+            try:
+                await run_reconcile(dict(body), memo)
+            except Exception:  # counted and logged by run_reconcile's metrics; tried again when due or woken
+                log.exception("%s/%s: reconciliation failed", body["metadata"]["namespace"], body["metadata"]["name"])
             memory = memo.agents[uid][0] if uid in memo.agents else None
             if memory is not None and memory.observed is not None:
                 memo.fleet.aim(uid, memory.observed[0])
             woken = asyncio.ensure_future(wake.wait())
-            await asyncio.wait([stop, woken], timeout=OPTIONS.resync_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stop, woken], timeout=max(0.0, due - time.monotonic()), return_when=asyncio.FIRST_COMPLETED)
             woken.cancel()
     finally:
         stop.cancel()

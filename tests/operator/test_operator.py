@@ -176,7 +176,7 @@ async def test_ollama_is_created_reported_and_removed_keeping_its_models(api) ->
     switch_to_groq = {"llm": {"provider": "groq", "credentialsSecret": "groq", "model": None}, "ollama": {"enabled": False}}
     await change_spec(api, "local", switch_to_groq, generation=2)
     await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama") is None)
-    assert obj(api, "v1/services", "local-ollama") is None
+    await eventually(lambda: obj(api, "v1/services", "local-ollama") is None)  # removed at once with the Deployment
     assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None, "Retain keeps the models"
 
 
