@@ -4,11 +4,15 @@ PreResponseAgent, no SessionRecorder, no metrics exporter).
 
 Run as livekit runs the worker: `python -m livekit.agents start bench/density_plain.py`, with the
 worker's environment (AGENT_*; AGENT_PRERESPONSE_ENABLED=false, so no fast LLM is built).
+DENSITY_JOB_EXECUTOR=thread runs every call in the worker's own process (livekit's
+JobExecutorType.THREAD) instead of one process per call, to measure what that option saves.
 """
 
 from __future__ import annotations
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext
+import os
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExecutorType
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
 from agent_worker.providers import build_components, build_turn_handling
@@ -33,8 +37,9 @@ async def entrypoint(ctx: JobContext) -> None:
 def create_server() -> AgentServer:
     settings = load_settings()
     load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
+    executor = JobExecutorType(os.environ.get("DENSITY_JOB_EXECUTOR", JobExecutorType.PROCESS.value))
     agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold,
-                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, **load)
+                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, job_executor_type=executor, **load)
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

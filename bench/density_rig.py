@@ -37,6 +37,7 @@ VARIANT_ARGV = {
     "plain": [sys.executable, "-m", "livekit.agents", "start", str(ROOT / "bench" / "density_plain.py"),
               "--log-level", "INFO"],
 }
+VARIANT_ARGV["plain-thread"] = VARIANT_ARGV["plain"]  # with DENSITY_JOB_EXECUTOR=thread (see env())
 MAX_SESSIONS = 64  # load = sessions / 64: livekit-server keeps dispatching to the one worker
 
 
@@ -107,7 +108,8 @@ class Rig:
             AGENT_TTS_MODEL="tts-1", AGENT_LLM_TIMEOUT="10", GROQ_API_KEY="scripted-stand-in",
             # Deepgram is billed per streamed minute: the stand-in STT is priced the same way.
             AGENT_PRICES=json.dumps(prices),
-            AGENT_PRERESPONSE_ENABLED="false" if variant == "plain" else "true",
+            AGENT_PRERESPONSE_ENABLED="false" if variant.startswith("plain") else "true",
+            DENSITY_JOB_EXECUTOR="thread" if variant == "plain-thread" else "process",
             **extra,
         )
 
