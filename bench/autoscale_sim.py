@@ -6,7 +6,7 @@ pod holds more than `capacity`); with none free, the caller waits in
 line and takes the first session that frees up. Every `interval` seconds the operator observes the
 rooms on its ready pods and calls `decide()`; a scale-up creates pods that are ready
 `pod_start_seconds` later, a scale-down removes starting pods first, then the ready pods with the
-fewest calls (as pod-deletion-cost makes the ReplicaSet do), and a removed pod takes no new call but
+fewest calls (as pod-deletion-cost makes the ReplicaSet do; without it, the newest), and a removed pod takes no new call but
 keeps serving its calls until the last one ends (its drain). Worker time counts from a pod's
 creation to its end, start and drain included.
 """
@@ -71,7 +71,7 @@ def clairvoyant_floor(calls: list[Call], capacity: int, day: float) -> tuple[flo
 
 def simulate(
     calls: list[Call], policy: Policy, *, capacity: int, pod_start_seconds: float, interval: float, day: float,
-    seed: int = 0,
+    seed: int = 0, deletion_cost: bool = True,
 ) -> Outcome:
     outcome = Outcome()
     pods: dict[int, Pod] = {}
@@ -117,8 +117,12 @@ def simulate(
             at(pods[pod_id].ready_at, "ready", pod_id)
         surplus = len(serving) - target
         if surplus > 0:
-            # Starting pods first (newest first), then the ready ones with the fewest calls.
-            victims = sorted(serving, key=lambda i: (pods[i].ready, pods[i].calls, -pods[i].created))[:surplus]
+            # Starting pods first (newest first), then the ready ones with the fewest calls (without a
+            # deletion cost the ReplicaSet takes the newest ready pods, whatever they carry).
+            def rank(i: int) -> tuple:
+                return (pods[i].ready, pods[i].calls if deletion_cost else 0, -pods[i].created)
+
+            victims = sorted(serving, key=rank)[:surplus]
             for pod_id in victims:
                 pods[pod_id].draining, pods[pod_id].removed = True, now
                 if pods[pod_id].calls == 0:
