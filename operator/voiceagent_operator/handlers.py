@@ -75,6 +75,7 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
         settings.watching.label_selectors[_selector(group, version, plural)] = CHILDREN_SELECTOR
     settings.watching.label_selectors[_selector("", "v1", "pods")] = WORKER_PODS_SELECTOR
     memo.agents = {}
+    memo.reconcile_slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
     memo.cache = Cache()
     memo.fleet = Fleet(OPTIONS.observe_seconds, OPTIONS.scrape_timeout_seconds, OPTIONS.scrape_concurrency)
     for handler in logging.getLogger().handlers:
@@ -114,6 +115,9 @@ QUIET_INDEXERS = QuietIndexers()
 
 
 PEERING_LIFETIME_SECONDS = 10
+# Reconciliations in flight at once, for the whole operator (first come, first served): a burst of new
+# VoiceAgents is worked through in order, with bounded memory and apiserver load, not all at once.
+CONCURRENT_RECONCILES = 16
 
 
 @kopf.on.cleanup()
@@ -226,7 +230,7 @@ async def run_reconcile(body: dict[str, Any], memo: kopf.Memo) -> None:
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
-    async with lock:
+    async with lock, memo.reconcile_slots:
         started = time.monotonic()
         ctx = Context(
             cache=memo.cache,
