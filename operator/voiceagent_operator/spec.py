@@ -10,17 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from agent_worker.config import (
     RECOMMENDED_GRACE_PERIOD_SECONDS,
     SHUTDOWN_MARGIN_SECONDS,
     LLMProvider,
+    EndpointingMode,
     ModelPrice,
     Settings,
     STTProvider,
     TTSProvider,
+    TurnDetectorKind,
 )
 
 GROUP = "agentworker.io"
@@ -222,6 +224,41 @@ FAST_KEY_RULE = Rule(
 )
 
 
+def _worker_setting(name: str) -> Any:
+    """A field with the worker setting's default, allowed range and description: the CRD refuses
+    exactly what the worker would refuse at start-up."""
+    info = Settings.model_fields[name]
+    bounds = {key: getattr(m, key) for m in info.metadata for key in ("ge", "gt", "le", "lt") if hasattr(m, key)}
+    return Field(info.default, description=info.description, **bounds)
+
+
+ENDPOINTING_DELAYS_RULE = Rule(
+    "self.endpointingMaxDelay >= self.endpointingMinDelay",
+    "endpointingMaxDelay must be at least endpointingMinDelay",
+    lambda m: m.endpointing_max_delay >= m.endpointing_min_delay,
+)
+
+
+class TurnHandling(_Model):
+    """When the caller's turn is over, and what starts before it is (docs/worker.md, "Turn handling")."""
+
+    model_config = ConfigDict(json_schema_extra=_rules(ENDPOINTING_DELAYS_RULE))
+
+    vad_min_silence: float = _worker_setting("vad_min_silence")
+    turn_detector: TurnDetectorKind = _worker_setting("turn_detector")
+    endpointing_mode: EndpointingMode = _worker_setting("endpointing_mode")
+    endpointing_min_delay: float = _worker_setting("endpointing_min_delay")
+    endpointing_max_delay: float = _worker_setting("endpointing_max_delay")
+    preemptive_generation: bool = _worker_setting("preemptive_generation")
+    preemptive_tts: bool = _worker_setting("preemptive_tts")
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> TurnHandling:
+        if not ENDPOINTING_DELAYS_RULE.check(self):
+            raise ValueError(ENDPOINTING_DELAYS_RULE.message)
+        return self
+
+
 class VoiceAgentSpec(_Model):
     """Desired state of one fleet of voice-agent workers."""
 
@@ -235,6 +272,7 @@ class VoiceAgentSpec(_Model):
     livekit: LiveKit
     llm: LLM = Field(description="Main LLM")
     pre_response: PreResponse = _nested(PreResponse)
+    turn_handling: TurnHandling = _nested(TurnHandling)
     stt: STT = Field(description="Speech-to-text")
     tts: TTS = Field(description="Text-to-speech")
     ollama: Ollama = _nested(Ollama)

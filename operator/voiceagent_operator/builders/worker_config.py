@@ -66,6 +66,7 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
         "fast_llm_provider": fast.provider,
         "fast_llm_model": fast.model,
         "fast_llm_base_url": fast.base_url,
+        **spec.turn_handling.model_dump(),  # the worker's field names: vad_min_silence, turn_detector, ...
         "stt_provider": spec.stt.provider,
         "stt_model": spec.stt.model,
         "stt_language": spec.stt.language,
