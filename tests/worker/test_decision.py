@@ -1,5 +1,5 @@
-"""decide(): a filler only when the answer is estimated late, at most one per turn, varied, and
-only a phrase that ends before the answer is due. No room, no I/O."""
+"""decide(): a filler only once the answer is late for sure (or the session is consistently slow),
+at most one per turn, varied, and only a phrase that ends before the answer is due. No room, no I/O."""
 
 from __future__ import annotations
 
@@ -18,21 +18,34 @@ def turn(*, now: float = 0.5, started: float | None = 0.1, first_token: float | 
     return Turn(text, now=now, speech_ended_at=0.0, llm_started_at=started, llm_first_token_at=first_token, answer_audio_ready=ready)
 
 
-def test_a_slow_main_model_gets_a_filler_at_once():
-    decision = decide(turn(), Estimate(llm_ttft=1.8, tts_ttfb=0.3), History(), STOCK, OPTIONS)
-    assert (decision.speak, decision.reason, decision.phrase.text) == (True, "answer_late", "Okay.")
-    assert decision.answer_expected_after == pytest.approx(2.2)
+SLOW = Estimate(llm_ttft=1.8, tts_ttfb=0.3, llm_ttft_quickest=1.4, tts_ttfb_quickest=0.25)
 
+
+def test_a_consistently_slow_session_gets_a_filler_at_once():
+    decision = decide(turn(), SLOW, History(), STOCK, OPTIONS)
+    assert (decision.speak, decision.reason, decision.phrase.text) == (True, "answer_late", "Okay.")
+    # the phrase must end before even the quickest recent answer: 0.1 + 1.4 + 0.25
+    assert decision.answer_expected_after == pytest.approx(1.75)
+
+
+def test_a_high_estimate_alone_waits_for_the_deadline_then_speaks_if_the_first_token_is_still_missing():
+    mixed = Estimate(1.8, 0.3, llm_ttft_quickest=0.15, tts_ttfb_quickest=0.25)
+    waiting = decide(turn(now=0.3), mixed, History(), STOCK, OPTIONS)
+    # late_after 1.2 minus the TTS's usual 0.3 s: a first token after 0.9 cannot be heard before 1.2
+    assert (waiting.speak, waiting.reason, waiting.recheck_at) == (False, "answer_soon", pytest.approx(0.9))
+    late = decide(turn(now=0.9), mixed, History(), STOCK, OPTIONS)
+    assert late.speak and late.answer_expected_after >= OPTIONS.late_after
+    assert decide(turn(now=0.9), Estimate(1.8, 0.3), History(), STOCK, OPTIONS).speak  # no history: the same deadline
 
 def test_an_answer_whose_first_token_is_in_gets_no_filler():
-    decision = decide(turn(first_token=0.3), Estimate(1.8, 0.3), History(), STOCK, OPTIONS)
+    decision = decide(turn(first_token=0.3), SLOW, History(), STOCK, OPTIONS)
     assert (decision.speak, decision.reason, decision.recheck_at) == (False, "answer_soon", None)
 
 
-def test_a_quick_model_is_looked_at_again_when_its_first_token_is_due():
-    decision = decide(turn(now=0.3), Estimate(0.4, 0.3), History(), STOCK, OPTIONS)
+def test_a_quick_session_is_looked_at_again_at_the_deadline():
+    decision = decide(turn(now=0.3), Estimate(0.4, 0.3, 0.15, 0.25), History(), STOCK, OPTIONS)
     assert (decision.speak, decision.reason) == (False, "answer_soon")
-    assert decision.recheck_at == pytest.approx(0.5)
+    assert decision.recheck_at == pytest.approx(0.9)
 
 
 def test_a_model_later_than_usual_is_expected_a_usual_time_from_now():
@@ -41,37 +54,42 @@ def test_a_model_later_than_usual_is_expected_a_usual_time_from_now():
     assert decision.speak and decision.answer_expected_after == pytest.approx(1.7)
 
 
+def test_a_first_token_in_time_for_an_answer_before_late_after_keeps_the_filler_silent():
+    decision = decide(turn(now=0.8, first_token=0.7), SLOW, History(), STOCK, OPTIONS)
+    assert (decision.speak, decision.reason, decision.recheck_at) == (False, "answer_soon", None)
+
+
 def test_no_filler_when_the_answer_audio_is_already_there():
-    assert decide(turn(ready=True), Estimate(1.8, 0.3), History(), STOCK, OPTIONS).reason == "answer_first"
+    assert decide(turn(ready=True), SLOW, History(), STOCK, OPTIONS).reason == "answer_first"
 
 
 def test_no_filler_on_a_trivial_turn():
-    assert decide(turn(text="thank you"), Estimate(1.8, 0.3), History(), STOCK, OPTIONS).reason == "trivial"
+    assert decide(turn(text="thank you"), SLOW, History(), STOCK, OPTIONS).reason == "trivial"
 
 
 def test_never_the_previous_phrase():
-    decision = decide(turn(), Estimate(1.8, 0.3), History(previous_filler="okay"), STOCK, OPTIONS)
+    decision = decide(turn(), SLOW, History(previous_filler="okay"), STOCK, OPTIONS)
     assert decision.phrase.text == "Sure."
 
 
 def test_spacing_between_fillers_is_configurable():
     spaced = Options(min_gap=8.0)
-    assert decide(turn(now=5.0, started=4.6), Estimate(1.8, 0.3), History("Sure.", last_filler_at=0.0), STOCK, spaced).reason == "too_soon"
-    assert decide(turn(now=9.0, started=8.6), Estimate(1.8, 0.3), History("Sure.", last_filler_at=0.0), STOCK, spaced).speak
+    assert decide(turn(now=5.0, started=4.6), SLOW, History("Sure.", last_filler_at=0.0), STOCK, spaced).reason == "too_soon"
+    assert decide(turn(now=9.0, started=8.6), SLOW, History("Sure.", last_filler_at=0.0), STOCK, spaced).speak
 
 
 def test_a_phrase_that_would_still_play_when_the_answer_is_due_is_not_said():
     long_one = [Candidate("Let me look into that for you.", "fast_llm", 0.0, 2.0)]
-    decision = decide(turn(), Estimate(1.2, 0.3), History(), long_one, OPTIONS)
+    decision = decide(turn(), SLOW, History(), long_one, OPTIONS)
     assert (decision.speak, decision.reason) == (False, "no_phrase_fits")
 
 
 def test_a_phrase_still_to_be_synthesized_is_said_only_if_its_audio_comes_at_once():
     fresh = Candidate("Let me check that.", "fast_llm", 0.3, 0.6)
-    decision = decide(turn(), Estimate(1.8, 0.3), History(), [fresh, *STOCK], OPTIONS)
+    decision = decide(turn(), SLOW, History(), [fresh, *STOCK], OPTIONS)
     assert decision.phrase.source == "stock"
     quick = Candidate("Let me check that.", "fast_llm", 0.1, 0.6)
-    assert decide(turn(), Estimate(1.8, 0.3), History(), [quick, *STOCK], OPTIONS).phrase == quick
+    assert decide(turn(), SLOW, History(), [quick, *STOCK], OPTIONS).phrase == quick
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -79,7 +97,8 @@ def test_property_a_spoken_filler_always_ends_before_the_answer_is_due_and_diffe
     rng = random.Random(seed)
     for _ in range(200):
         now = rng.uniform(0.2, 2.0)
-        estimate = Estimate(rng.uniform(0.05, 3.0), rng.uniform(0.05, 2.5))
+        quickest = rng.choice([(None, None), (rng.uniform(0.05, 2.0), rng.uniform(0.05, 1.5))])
+        estimate = Estimate(rng.uniform(0.05, 3.0), rng.uniform(0.05, 2.5), *quickest)
         first_token = rng.choice([None, rng.uniform(0.1, now)])
         t = turn(now=now, started=rng.uniform(0.0, 0.2), first_token=first_token)
         previous = rng.choice([None, "Okay.", "Sure."])
@@ -92,16 +111,16 @@ def test_property_a_spoken_filler_always_ends_before_the_answer_is_due_and_diffe
             assert decision.reason in ("answer_soon", "no_phrase_fits")
 
 
-def test_the_estimate_is_a_high_quantile_of_recent_requests_and_the_priors_before_any():
+def test_the_estimate_is_a_high_quantile_of_recent_requests_the_quickest_after_three_and_the_priors_before_any():
     estimator = LatencyEstimator(llm_prior=0.4, tts_prior=0.3)
     assert estimator.estimate() == Estimate(0.4, 0.3)
-    for ttft in [0.2] * 8 + [1.8, 1.9]:
+    for ttft in [1.8, 1.9]:
         estimator.observe_llm_ttft(ttft)
-    assert estimator.estimate().llm_ttft >= 1.5  # one slow answer in ten is enough to expect slowness
-
-
-def test_while_a_recent_quick_answer_could_still_come_the_filler_waits_for_it():
-    mixed = Estimate(1.8, 0.3, llm_ttft_samples=(0.2, 0.35, 1.6, 1.8))
-    waiting = decide(turn(now=0.3, started=0.1), mixed, History(), STOCK, OPTIONS)
-    assert (waiting.speak, waiting.reason, waiting.recheck_at) == (False, "answer_soon", pytest.approx(0.45))
-    assert decide(turn(now=0.46, started=0.1), mixed, History(), STOCK, OPTIONS).speak
+        estimator.observe_tts_ttfb(0.3)
+    assert estimator.estimate().llm_ttft_quickest is None  # two requests do not make a session slow
+    for ttft in [0.2] * 8:
+        estimator.observe_llm_ttft(ttft)
+        estimator.observe_tts_ttfb(0.3)
+    estimate = estimator.estimate()
+    assert estimate.llm_ttft >= 1.5  # one slow answer in ten is enough to expect slowness
+    assert (estimate.llm_ttft_quickest, estimate.tts_ttfb_quickest) == (0.2, 0.3)  # but not to speak early

@@ -1,10 +1,16 @@
 """Whether and what to say before the answer: one pure decision per turn.
 
-The rule: speak one short acknowledgement only when the answer is estimated to reach the caller
-at least `late_after` seconds (1.2 s, as Inworld's "responsiveness" waits) after the end of their
-speech, and stay silent otherwise. The phrase is never the previous filler, never one spoken
-within `min_gap` seconds of the last, and must finish before the answer is due, so a started
-filler is never cut and never holds the answer up.
+The rule: speak one short acknowledgement only when the answer will reach the caller at least
+`late_after` seconds (1.2 s, as Inworld's "responsiveness" waits) after the end of their speech,
+and stay silent otherwise. Whether it will is known, not guessed, once a deadline has passed:
+`late_after` minus the TTS's usual time to first audio after the end of speech. A main LLM whose
+first token has not come by then cannot be heard before `late_after`. Before the deadline the
+filler is said only when the session's answers are consistently slow: even the quickest of its
+recent requests (main LLM plus TTS) would make this answer late. A high estimate alone never
+speaks early, since on a day of mixed quick and slow answers it would talk over quick ones.
+The phrase is never the previous filler, never one spoken within `min_gap` seconds of the last,
+and must finish before the answer is due, so a started filler is never cut and never holds the
+answer up.
 
 `decide()` does no I/O: the agent gathers a `Turn` (what is known of this turn now), an
 `Estimate` (how long the main LLM and the TTS have been taking in this session, see
@@ -67,8 +73,10 @@ class Estimate:
 
     llm_ttft: float
     tts_ttfb: float
-    llm_ttft_samples: tuple[float, ...] = ()
-    """The recent times to first token the high quantile was taken from."""
+    llm_ttft_quickest: float | None = None
+    tts_ttfb_quickest: float | None = None
+    """The quickest of the session's recent requests; None until there are enough of them to
+    call the session consistently slow (or quick)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,20 @@ def expected_first_token_at(turn: Turn, estimate: Estimate) -> float:
     return first_token if first_token > turn.now else turn.now + estimate.llm_ttft
 
 
+def quickest_answer_at(turn: Turn, estimate: Estimate) -> float | None:
+    """When the answer's first audio would come if this request were as quick as the quickest
+    recent one (None while the session has too few requests to say)."""
+    if estimate.llm_ttft_quickest is None or estimate.tts_ttfb_quickest is None:
+        return None
+    started = turn.llm_started_at if turn.llm_started_at is not None else turn.now
+    return max(started + estimate.llm_ttft_quickest, turn.now) + estimate.tts_ttfb_quickest
+
+
+def late_deadline(turn: Turn, estimate: Estimate, options: Options) -> float:
+    """The moment from which an answer whose first token is still missing is late for sure."""
+    return turn.speech_ended_at + options.late_after - estimate.tts_ttfb
+
+
 def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequence[Candidate], options: Options) -> Decision:
     if len(normalize(turn.transcript).split()) < options.min_words:
         return Decision(False, "trivial")
@@ -115,19 +137,21 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
         return Decision(False, "answer_first")
     if turn.answer_failed:
         return Decision(False, "answer_failed")
-    answer_at = expected_answer_at(turn, estimate)
+    if turn.llm_first_token_at is not None:
+        answer_at = expected_answer_at(turn, estimate)
+        if answer_at - turn.speech_ended_at < options.late_after:
+            return Decision(False, "answer_soon", answer_expected_after=answer_at - turn.speech_ended_at)
+    else:
+        quickest = quickest_answer_at(turn, estimate)
+        if quickest is not None and quickest - turn.speech_ended_at >= options.late_after:
+            answer_at = quickest  # consistently slow: late even at its quickest; end before that
+        else:
+            deadline = late_deadline(turn, estimate, options)
+            if turn.now < deadline:
+                expected = expected_answer_at(turn, estimate) - turn.speech_ended_at
+                return Decision(False, "answer_soon", answer_expected_after=expected, recheck_at=deadline)
+            answer_at = max(expected_answer_at(turn, estimate), turn.speech_ended_at + options.late_after)
     after = answer_at - turn.speech_ended_at
-    if after < options.late_after:
-        recheck = expected_first_token_at(turn, estimate) if turn.llm_first_token_at is None else None
-        return Decision(False, "answer_soon", answer_expected_after=after, recheck_at=recheck)
-    if turn.llm_first_token_at is None and turn.llm_started_at is not None:
-        # Some recent requests that took longer than this one has so far still made a quick answer:
-        # wait until the slowest of those would have had its first token before speaking.
-        elapsed = turn.now - turn.llm_started_at
-        quick = [s for s in estimate.llm_ttft_samples
-                 if s > elapsed and turn.llm_started_at + s + estimate.tts_ttfb - turn.speech_ended_at < options.late_after]
-        if quick:
-            return Decision(False, "answer_soon", answer_expected_after=after, recheck_at=turn.llm_started_at + max(quick))
     if history.last_filler_at is not None and turn.now - history.last_filler_at < options.min_gap:
         return Decision(False, "too_soon", answer_expected_after=after)
     previous = normalize(history.previous_filler) if history.previous_filler else None
@@ -145,10 +169,11 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
 class LatencyEstimator:
     """A live estimate per session of the main LLM's time to first token and the TTS's time to
     first audio: a high quantile (p90) of the last `window` requests, so a session whose answers
-    are sometimes slow is expected to be slow until its first token says otherwise. Before any
-    request the priors stand."""
+    are sometimes slow is expected to be slow until its first token says otherwise, and the
+    quickest of them once there are `min_samples`. Before any request the priors stand."""
 
-    def __init__(self, *, llm_prior: float, tts_prior: float, window: int = 20, quantile: float = 0.9) -> None:
+    def __init__(self, *, llm_prior: float, tts_prior: float, window: int = 20, quantile: float = 0.9, min_samples: int = 3) -> None:
+        self._min_samples = min_samples
         self._llm: deque[float] = deque(maxlen=window)
         self._tts: deque[float] = deque(maxlen=window)
         self._priors = (llm_prior, tts_prior)
@@ -163,7 +188,11 @@ class LatencyEstimator:
             self._tts.append(seconds)
 
     def estimate(self) -> Estimate:
-        return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]), tuple(self._llm))
+        return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]),
+                        self._quickest(self._llm), self._quickest(self._tts))
+
+    def _quickest(self, samples: deque[float]) -> float | None:
+        return min(samples) if len(samples) >= self._min_samples else None
 
     def _high(self, samples: deque[float], prior: float) -> float:
         if not samples:
