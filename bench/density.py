@@ -147,8 +147,9 @@ def within_budget(row: dict, baseline_p95: float | None, budget_ms: float) -> bo
 def cpu_bound_estimate(rows: list[dict]) -> dict | None:
     """The worker's CPU per minute as fixed + per_call x N (least squares over the steps), and the
     calls one core (60 CPU-s a minute) would carry at 100 %: an upper bound that holds even when
-    the rig, not the worker, limited the run."""
-    points = [(row["n"], row["cpu_seconds_per_call_minute"] * row["n"]) for row in rows]
+    the rig or the machine, not the worker, limited the run."""
+    # Steps that lost turns did less work than their N: left out.
+    points = [(row["n"], row["cpu_seconds_per_call_minute"] * row["n"]) for row in rows if row["lost"] == 0]
     if len({n for n, _ in points}) < 2:
         return None
     mean_n = sum(n for n, _ in points) / len(points)
