@@ -16,7 +16,7 @@ from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExec
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
 from agent_worker.providers import build_components, build_turn_handling
-from agent_worker.server import prewarm, session_connect_options, session_load
+from agent_worker.server import prewarm, load_options, session_connect_options
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -36,10 +36,10 @@ async def entrypoint(ctx: JobContext) -> None:
 
 def create_server() -> AgentServer:
     settings = load_settings()
-    load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
     executor = JobExecutorType(os.environ.get("DENSITY_JOB_EXECUTOR", JobExecutorType.PROCESS.value))
-    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port, load_threshold=settings.load_threshold,
-                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, job_executor_type=executor, **load)
+    agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port,
+                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, job_executor_type=executor,
+                               **load_options(settings))
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

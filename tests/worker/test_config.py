@@ -195,9 +195,13 @@ def test_llm_timeout_is_the_sessions_llm_connection_timeout(keyed_env, server_mo
 
 def test_with_max_sessions_the_load_livekit_sees_is_the_share_of_sessions_in_use(keyed_env, server_module):
     load = server_module.session_load(4)
-    assert [load(SimpleNamespace(active_jobs=[None] * n)) for n in (0, 1, 4, 6)] == [0.0, 0.25, 1.0, 1.0]
+    assert [load(SimpleNamespace(active_jobs=[None] * n)) for n in (0, 1, 3, 4, 6)] == [0.0, 0.125, 0.375, 0.5, 0.5]
     keyed_env.setenv("AGENT_MAX_SESSIONS", "4")
-    assert server_module.create_server(load_settings())._load_fnc(SimpleNamespace(active_jobs=[None])) == 0.25
+    agent_server = server_module.create_server(load_settings())
+    assert agent_server._load_fnc(SimpleNamespace(active_jobs=[None])) == 0.125
+    # Full at the last session, and below livekit-server's default target load (0.7) before it.
+    assert agent_server._load_threshold == 0.5 == load(SimpleNamespace(active_jobs=[None] * 4))
+    assert load(SimpleNamespace(active_jobs=[None] * 3)) < agent_server._load_threshold
 
 
 def test_drain_timeout_bounds_how_long_livekit_waits_for_calls_at_sigterm(keyed_env, server_module):

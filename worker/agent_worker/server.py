@@ -90,25 +90,38 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.start(agent, room=ctx.room)
 
 
+# With AGENT_MAX_SESSIONS the load livekit sees is the share of sessions in use scaled onto
+# [0, FULL_LOAD], and the worker is full at FULL_LOAD. livekit-server offers a room only while some
+# available worker's load is below its `agents.target_load` (0.7 by default), so a load of 1.0 at
+# max_sessions would stop dispatch at 70 % of the sessions; 0.5 keeps every session but the last
+# below any target load from 0.5 up.
+FULL_LOAD = 0.5
+
+
 def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
-    """A load function for livekit: the share of `max_sessions` in use (1.0 when full)."""
+    """A load function for livekit: the share of `max_sessions` in use, FULL_LOAD when full."""
 
     def load(agent_server: AgentServer) -> float:
-        return min(1.0, len(agent_server.active_jobs) / max_sessions)
+        return FULL_LOAD * min(1.0, len(agent_server.active_jobs) / max_sessions)
 
     return load
 
 
+def load_options(settings: Settings) -> dict:
+    """AgentServer's load arguments: sessions in use when AGENT_MAX_SESSIONS is set, else CPU use."""
+    if settings.max_sessions:
+        return {"load_fnc": session_load(settings.max_sessions), "load_threshold": FULL_LOAD}
+    return {"load_threshold": settings.load_threshold}
+
+
 def create_server(settings: Settings) -> AgentServer:
     """The AgentServer; /ready (exporter.READINESS) follows its registration and its drain."""
-    load = {"load_fnc": session_load(settings.max_sessions)} if settings.max_sessions else {}
     agent_server = AgentServer(
         setup_fnc=prewarm,
         port=settings.health_port,
-        load_threshold=settings.load_threshold,
         drain_timeout=settings.drain_timeout,
         shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT,
-        **load,
+        **load_options(settings),
     )
     registered = threading.Event()
     agent_server.on("worker_registered", lambda *_: registered.set())
