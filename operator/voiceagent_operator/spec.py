@@ -174,7 +174,10 @@ class Scaling(_Model):
 
     min_replicas: int = Field(1, ge=1, description="Fewest worker pods")
     max_replicas: int = Field(10, ge=1, description="Most worker pods")
-    target_active_rooms_per_replica: int = Field(10, ge=1, description="Active rooms one worker pod should carry")
+    target_active_rooms_per_replica: int = Field(
+        4, ge=1,
+        description="Active rooms one worker pod should carry; also the pod's session cap (AGENT_MAX_SESSIONS), beyond which livekit dispatches elsewhere",
+    )
     scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="Scale up to the lowest recommendation seen in this window")
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=86400, description="Scale down only to the highest recommendation seen in this window")
     pod_start_seconds: int = Field(

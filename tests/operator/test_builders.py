@@ -241,3 +241,35 @@ def test_desired_children_with_ollama_and_monitoring(owner: Owner) -> None:
 def test_a_disabled_service_monitor_is_removed_when_the_api_exists(owner: Owner) -> None:
     spec = parse_spec(groq_spec(monitoring={"serviceMonitor": {"enabled": False}}))
     assert _kinds(desired_children(owner, spec, 1, monitoring_api=True).absent)[-1] == "ServiceMonitor/support-worker"
+
+
+def test_the_worker_caps_its_sessions_at_the_target_the_autoscaler_counts_on(owner: Owner) -> None:
+    raw = groq_spec()
+    raw["scaling"]["targetActiveRoomsPerReplica"] = 6
+    assert config_data(owner, parse_spec(raw))[env_name("max_sessions")] == "6"
+    assert config_data(owner, parse_spec({**raw, "scaling": {}}))[env_name("max_sessions")] == "4", "the default target"
+
+
+def test_a_session_cap_in_spec_env_at_or_above_the_target_wins(owner: Owner) -> None:
+    spec = parse_spec(groq_spec(env=[{"name": env_name("max_sessions"), "value": "8"}]))
+    assert config_data(owner, spec)[env_name("max_sessions")] == "8"
+    assert _env(_worker_container(owner, groq_spec(env=[{"name": env_name("max_sessions"), "value": "8"}])))[
+        env_name("max_sessions")] == {"name": env_name("max_sessions"), "value": "8"}
+
+
+@pytest.mark.parametrize("entry", [{"value": "3"}, {"value": "many"}, {"valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}])
+def test_a_session_cap_in_spec_env_below_the_target_or_not_a_number_is_refused(owner: Owner, entry: dict[str, Any]) -> None:
+    raw = groq_spec(env=[{"name": env_name("max_sessions"), **entry}])  # target 4
+    with pytest.raises(SpecError) as refused:
+        worker_configmap(owner, parse_spec(raw))
+    assert refused.value.field == "spec.env"
+    assert "targetActiveRoomsPerReplica" in refused.value.message and env_name("max_sessions") in refused.value.message
+
+
+def test_without_resources_the_worker_requests_what_the_default_target_of_4_calls_measured(owner: Owner) -> None:
+    raw = groq_spec()
+    del raw["scaling"]
+    container = _worker_container(owner, raw)
+    assert parse_spec(raw).scaling.target_active_rooms_per_replica == 4
+    # README "Sizing": 0.17-0.25 core per call; 280 MB + 4 x 180 MB + 2 idle processes x 125 MB.
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "1280Mi"}, "limits": {"memory": "2Gi"}}

@@ -76,6 +76,7 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
         "tts_voice": spec.tts.voice,
         "tts_base_url": spec.tts.base_url,
         "metrics_port": spec.metrics_port,
+        "max_sessions": session_cap(spec),
         # The drain ends before the pod's grace period does, leaving livekit time to close the jobs cleanly.
         "drain_timeout": drain_timeout_for(spec.termination_grace_period_seconds),
     }
@@ -83,6 +84,32 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
         prices = {key: price.model_dump(by_alias=True, exclude_none=True) for key, price in sorted(spec.pricing.items())}
         values["prices"] = json.dumps(prices, sort_keys=True)
     return {env_name(field): _env_text(value) for field, value in values.items() if value is not None}
+
+
+def session_cap(spec: VoiceAgentSpec) -> int:
+    """The most sessions one worker pod accepts (AGENT_MAX_SESSIONS): the pod is full, and livekit-server
+    dispatches elsewhere, at the load the scaling policy counts on it carrying. The policy's spare capacity
+    lives in extra pods, so a cap of `targetActiveRoomsPerReplica` is its whole view. A cap set in spec.env
+    wins if it is at least the target; below it the policy would count on rooms the pods refuse."""
+    target = spec.scaling.target_active_rooms_per_replica
+    variable = env_name("max_sessions")
+    given = next((item for item in spec.env or [] if item.get("name") == variable), None)
+    if given is None:
+        return target
+    value = given.get("value")
+    if value is None or not str(value).strip().isdigit():
+        raise SpecError(
+            "spec.env",
+            f"{variable} must be a literal whole number (value: \"{target}\" or more), got {given!r}; or leave it out "
+            f"and the operator sets it to spec.scaling.targetActiveRoomsPerReplica ({target})",
+        )
+    if int(value) < target:
+        raise SpecError(
+            "spec.env",
+            f"{variable}={value} is below spec.scaling.targetActiveRoomsPerReplica ({target}): the autoscaler would "
+            f"count on rooms the worker pods refuse; lower the target to {value} or leave {variable} out",
+        )
+    return int(value)
 
 
 def _env_text(value: Any) -> str:
