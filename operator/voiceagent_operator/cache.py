@@ -119,6 +119,7 @@ class Cache:
         self.children: dict[str, Mapping[Any, Any]] = {}  # kind -> its Kopf index
         self.pods: Mapping[Any, Any] | None = None
         self._fresh: dict[tuple[str, str, str], Cached] = {}
+        self._deleted: set[tuple[str, str, str]] = set()  # our deletes the watch has not brought yet
         self._unwatched: dict[tuple[str, str, str], tuple[Cached | None, float]] = {}
         self._monitoring: tuple[bool, float] | None = None
 
@@ -152,9 +153,29 @@ class Cache:
         if fresh is not None and (indexed is None or indexed.version < fresh.version):
             return fresh.load()
         self._fresh.pop(key, None)
+        if key in self._deleted:
+            if indexed is not None:
+                return None
+            self._deleted.discard(key)
         if indexed is not None:
             return indexed.load()
         return await self.kube.get(api_version, kind, namespace, name) if wanted else None
+
+    async def labelled(self, api_version: str, kind: str, namespace: str, wanted: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace carrying the `wanted` labels (our answers overlaid); a
+        kind that is not watched is listed from the apiserver."""
+        if kind not in self.children:
+            selector = ",".join(f"{key}={value}" for key, value in wanted.items())
+            return await self.kube.list(api_version, kind, namespace, selector)
+        keys = {key for key in self.children[kind] if key[1] == namespace}
+        keys |= {key for key in self._fresh if key[0] == kind and key[1] == namespace}
+        found = []
+        for key in sorted(keys):
+            live = await self.get(api_version, kind, namespace, key[2], wanted=False)
+            labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+            if live is not None and all(labels.get(k) == v for k, v in wanted.items()):
+                found.append(live)
+        return found
 
     async def _read_unwatched(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         key = (kind, namespace, name)
@@ -173,13 +194,18 @@ class Cache:
         key = (live.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
         if key[0] in self.children:
             self._fresh[key] = Cached.of(live)
+            self._deleted.discard(key)
         else:
             self._unwatched[key] = (Cached.of(live), time.monotonic())
 
     def removed(self, kind: str, namespace: str, name: str) -> None:
-        """Our own delete: an unwatched object is known absent."""
-        if kind not in self.children:
-            self._unwatched[(kind, namespace, name)] = (None, time.monotonic())
+        """Our own delete: the object is known absent (a watched one until the watch brings the delete)."""
+        key = (kind, namespace, name)
+        if kind in self.children:
+            self._fresh.pop(key, None)
+            self._deleted.add(key)
+        else:
+            self._unwatched[key] = (None, time.monotonic())
 
     def forget(self, owner: Owner) -> None:
         """Drop the answers kept for a VoiceAgent's children (it is gone, or no longer reconciled here)."""
@@ -187,6 +213,7 @@ class Cache:
         for kept in (self._fresh, self._unwatched):
             for key in [k for k in kept if k[1] == owner.namespace and k[2] in names]:
                 kept.pop(key, None)
+        self._deleted -= {k for k in self._deleted if k[1] == owner.namespace and k[2] in names}
 
     def worker_pods(self, namespace: str, name: str) -> list[dict[str, Any]] | None:
         """The VoiceAgent's worker pods from the cache; None when pods are not cached (list them)."""

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from . import metrics
 from .builders import Children, desired_children
 from .builders.monitoring import SERVICE_MONITOR_GROUP_VERSION
+from .builders.ollama_pull import models_state, ollama_pull_job, outdated_pull_jobs, pull_job_labels, pull_job_ref
 from .cache import Cache
 from .children import Applied, apply_child, remove_child
 from .kube import ApiError, Kube
@@ -37,6 +38,7 @@ from .status import (
     failure_conditions,
     monitoring_condition,
     ollama_condition,
+    ollama_ready,
     ready_replicas,
     render_conditions,
     rooms_condition,
@@ -164,6 +166,7 @@ async def reconcile(ctx: Context) -> str:
     results: dict[str, Applied] = {}
     if spec is not None and decision is not None:
         children = desired_children(owner, spec, decision.replicas, monitoring_api=monitoring_api)
+        children = Children(children.present, children.absent + await _outdated_pulls(ctx, spec))
         results = await _apply_all(ctx, children, decision)
         problems += _child_problems(results)
     worker_result = results.get(f"Deployment/{owner.worker}")
@@ -219,6 +222,14 @@ def needs_reconcile(memory: AgentMemory, target: Target, rooms: PodRooms, now: f
         return True
     memory.history = decision.history
     return False
+
+
+async def _outdated_pulls(ctx: Context, spec: VoiceAgentSpec) -> list[dict[str, Any]]:
+    """The pull Jobs of earlier model lists (all of them once Ollama is not managed), to delete."""
+    owner = ctx.owner
+    jobs = await ctx.cache.labelled("batch/v1", "Job", owner.namespace, pull_job_labels(owner))
+    current = ollama_pull_job(owner, spec)["metadata"]["name"] if spec.ollama.enabled else ""
+    return [pull_job_ref(owner, name) for name in outdated_pull_jobs(jobs, current)]
 
 
 def _ours(live: dict[str, Any], owner: Owner) -> bool:
@@ -315,8 +326,11 @@ def _status(ctx: Context, spec: VoiceAgentSpec | None, status: dict[str, Any], d
     conditions = [rooms_condition(rooms.unknown)]
     if spec is not None:
         ready, progressing = worker_conditions(worker_live, desired)
-        if spec.ollama.enabled and ready_replicas(_live(results, f"Deployment/{owner.ollama}")) < 1:
-            ready = Condition("Ready", False, "OllamaNotReady", "waiting for the managed Ollama to serve its models")
+        ollama_live = _live(results, f"Deployment/{owner.ollama}")
+        models = None
+        if spec.ollama.enabled:
+            models = models_state(_live(results, f"Job/{ollama_pull_job(owner, spec)['metadata']['name']}"))
+        ready = ollama_ready(spec.ollama.enabled, ollama_live, models) or ready
         failure = worker_failure(pods)
         _report_failure(ctx, failure)
         if failure is not None:
@@ -324,7 +338,7 @@ def _status(ctx: Context, spec: VoiceAgentSpec | None, status: dict[str, Any], d
         conditions += [
             ready,
             progressing,
-            ollama_condition(spec.ollama.enabled, _live(results, f"Deployment/{owner.ollama}")),
+            ollama_condition(spec.ollama.enabled, ollama_live, models),
             monitoring_condition(spec.monitoring.service_monitor.enabled, monitoring_api),
         ]
         degraded = failure.condition() if failure and not problems else degraded_condition(problems)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .builders.ollama_pull import ModelsState
 from .crd import CONDITION_TYPES
 
 
@@ -158,12 +159,28 @@ def failure_conditions(failure: WorkerFailure, ready: Condition, desired: int, r
     return ready, progressing
 
 
-def ollama_condition(enabled: bool, deployment: dict[str, Any] | None) -> Condition:
-    if not enabled:
+def ollama_condition(enabled: bool, deployment: dict[str, Any] | None, models: ModelsState | None) -> Condition:
+    """Whether the managed Ollama serves the spec's models: its pod ready, and the current list's pull Job complete."""
+    if not enabled or models is None:
         return Condition("OllamaReady", False, "Disabled", "spec.ollama.enabled is false")
-    if ready_replicas(deployment) >= 1:
-        return Condition("OllamaReady", True, "ModelsServed", "Ollama is serving its pulled models")
-    return Condition("OllamaReady", False, "PullingModels", "waiting for Ollama to pull its models and become ready")
+    serving = ready_replicas(deployment) >= 1
+    if not models.pulled:
+        waiting = "" if serving else "; the Ollama pod is not ready yet"
+        return Condition("OllamaReady", False, models.reason, models.message + waiting)
+    if not serving:
+        return Condition("OllamaReady", False, "OllamaNotReady", f"{models.message}; waiting for the Ollama pod to become ready")
+    return Condition("OllamaReady", True, models.reason, models.message)
+
+
+def ollama_ready(enabled: bool, deployment: dict[str, Any] | None, models: ModelsState | None) -> Condition | None:
+    """Ready False while the managed Ollama cannot answer with the spec's models (None: it can, or is not used)."""
+    if not enabled or models is None:
+        return None
+    if not models.pulled:
+        return Condition("Ready", False, "ModelsNotPulled", models.message)
+    if ready_replicas(deployment) < 1:
+        return Condition("Ready", False, "OllamaNotReady", "waiting for the managed Ollama pod to become ready")
+    return None
 
 
 def monitoring_condition(enabled: bool, api_served: bool) -> Condition:

@@ -28,6 +28,7 @@ CORE = {
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
     "apps/v1/deployments": ("Deployment", True),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
+    "batch/v1/jobs": ("Job", True),
 }
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from voiceagent_operator.apply import CREATE, REFUSE, SKIP, UPDATE, decide_apply, stamped
 from voiceagent_operator.naming import APPLIED_HASH_ANNOTATION
+from voiceagent_operator.builders.ollama_pull import ModelsState
 from voiceagent_operator.status import (
     Condition,
     Problem,
     degraded_condition,
     monitoring_condition,
     ollama_condition,
+    ollama_ready,
     render_conditions,
     rooms_condition,
     status_patch,
@@ -176,9 +178,24 @@ def test_worker_conditions_follow_the_deployment() -> None:
 
 
 def test_ollama_and_monitoring_conditions_give_a_reason() -> None:
-    assert ollama_condition(False, None).reason == "Disabled"
-    assert ollama_condition(True, None).reason == "PullingModels"
-    assert ollama_condition(True, {"status": {"readyReplicas": 1}}).status is True
+    serving = {"status": {"readyReplicas": 1}}
+    pulling = ModelsState(False, "PullingModels", "Job support-pull-0123456789 is pulling tiny:1b")
+    pulled = ModelsState(True, "ModelsPulled", "Ollama holds tiny:1b (Job support-pull-0123456789)")
+    assert ollama_condition(False, None, None).reason == "Disabled"
+    assert ollama_ready(False, None, None) is None
+    # Not pulled: the Job's reason, in OllamaReady and as Ready's ModelsNotPulled, whether the pod serves or not.
+    for deployment in (None, serving):
+        condition = ollama_condition(True, deployment, pulling)
+        assert (condition.status, condition.reason) == (False, "PullingModels")
+        assert "support-pull-0123456789" in condition.message
+        ready = ollama_ready(True, deployment, pulling)
+        assert (ready.status, ready.reason, ready.message) == (False, "ModelsNotPulled", pulling.message)
+    assert "not ready yet" in ollama_condition(True, None, pulling).message
+    # Pulled but the pod not ready; then both.
+    assert (ollama_condition(True, None, pulled).reason, ollama_ready(True, None, pulled).reason) == ("OllamaNotReady",) * 2
+    served = ollama_condition(True, serving, pulled)
+    assert (served.status, served.reason, served.message) == (True, "ModelsPulled", pulled.message)
+    assert ollama_ready(True, serving, pulled) is None
     missing = monitoring_condition(True, False)
     assert (missing.status, missing.reason) == (False, "ServiceMonitorAPIMissing")
     assert "Prometheus Operator" in missing.message

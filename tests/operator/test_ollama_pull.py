@@ -91,7 +91,9 @@ def test_models_state_follows_the_job(owner: Owner) -> None:
 
 
 def test_outdated_jobs_are_all_but_the_current_one(owner: Owner) -> None:
-    jobs = [{"metadata": {"name": n}} for n in ("support-pull-aaaaaaaaaa", "support-pull-bbbbbbbbbb")]
-    assert outdated_pull_jobs(jobs, "support-pull-bbbbbbbbbb") == ["support-pull-aaaaaaaaaa"]
+    jobs = [{"metadata": {"name": n}} for n in ("support-pull-cccccccccc", "support-pull-aaaaaaaaaa", "support-pull-bbbbbbbbbb")]
+    jobs.append({"metadata": {"name": "support-pull-dddddddddd", "deletionTimestamp": "2026-12-02T06:00:00Z"}})
+    assert outdated_pull_jobs(jobs, "support-pull-bbbbbbbbbb") == ["support-pull-aaaaaaaaaa", "support-pull-cccccccccc"]
+    assert outdated_pull_jobs(jobs, "") == ["support-pull-aaaaaaaaaa", "support-pull-bbbbbbbbbb", "support-pull-cccccccccc"]
     assert "app.kubernetes.io/component=ollama-pull" in pull_job_selector(owner)
     assert "app.kubernetes.io/instance=support" in pull_job_selector(owner)

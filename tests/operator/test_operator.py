@@ -15,8 +15,10 @@ from loopback import exposition, free_port, metrics_endpoints, pod
 from va_examples import REACTIVE, groq_spec, ollama_spec
 
 from voiceagent_operator import handlers, metrics
+from voiceagent_operator.builders.ollama_pull import ollama_pull_job
 from voiceagent_operator.naming import DELETION_COST_ANNOTATION, Owner, labels, selector_string
 from voiceagent_operator.scaling.deletion_cost import SAFE_TO_EVICT_ANNOTATION
+from voiceagent_operator.spec import parse_spec
 
 VA_PATH = f"/apis/{VOICEAGENTS.rsplit('/', 1)[0]}/namespaces/{NAMESPACE}/voiceagents"
 RESYNC = 0.25  # VOICEAGENT_RESYNC_SECONDS in conftest
@@ -163,20 +165,51 @@ async def test_a_service_monitor_is_created_when_its_api_is_served(api) -> None:
     await eventually(lambda: condition(api, "support", "MonitoringReady").get("reason") == "Disabled")
 
 
+def pull_job(name: str, spec: dict[str, Any]) -> str:
+    return ollama_pull_job(Owner(name, NAMESPACE, f"uid-{name}"), parse_spec(spec))["metadata"]["name"]
+
+
 async def test_ollama_is_created_reported_and_removed_keeping_its_models(api) -> None:
     await create(api, "local", ollama_spec())
     await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama"))
     assert obj(api, "v1/services", "local-ollama") is not None
     assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None
+    job = pull_job("local", ollama_spec())
+    await eventually(lambda: obj(api, "batch/v1/jobs", job))
+    # The Job has no status yet (no Job controller here): the models are being pulled.
     await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "PullingModels")
-    assert condition(api, "local", "Ready")["reason"] == "OllamaNotReady"
+    assert job in condition(api, "local", "OllamaReady")["message"]
+    assert condition(api, "local", "Ready")["reason"] == "ModelsNotPulled"
     await send(api, "PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/local-ollama", {"status": {"readyReplicas": 1}})
+    await asyncio.sleep(3 * RESYNC)
+    assert condition(api, "local", "OllamaReady")["reason"] == "PullingModels", "a serving pod is not enough"
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}
+    await send(api, "PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job}", {"status": {"conditions": [failed]}})
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "PullFailed")
+    assert f"kubectl logs job/{job}" in condition(api, "local", "OllamaReady")["message"]
+    assert condition(api, "local", "Ready")["reason"] == "ModelsNotPulled"
+    complete = {"type": "Complete", "status": "True"}
+    await send(api, "PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job}", {"status": {"conditions": [complete]}})
     await eventually(lambda: condition(api, "local", "OllamaReady").get("status") == "True")
+    assert condition(api, "local", "OllamaReady")["reason"] == "ModelsPulled"
+    assert condition(api, "local", "Ready")["reason"] == "NoWorkerReady"  # Ollama no longer holds Ready back
+
+    # A new model list: a new Job, the earlier list's Job deleted, Ready held back until it is pulled.
+    more = ollama_spec(ollama={**ollama_spec()["ollama"], "models": ["nomic-embed-text", "all-minilm"]})
+    await change_spec(api, "local", {"ollama": {"models": ["nomic-embed-text", "all-minilm"]}}, generation=2)
+    second = pull_job("local", more)
+    await eventually(lambda: obj(api, "batch/v1/jobs", second))
+    await eventually(lambda: obj(api, "batch/v1/jobs", job) is None)
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "PullingModels")
+    await eventually(lambda: [e for e in events(api, "Deleted") if job in e.get("message", "")])
+    await asyncio.sleep(3 * RESYNC)
+    assert len([e for e in events(api, "Deleted") if job in e.get("message", "")]) == 1, "deleted once, not per resync"
 
     switch_to_groq = {"llm": {"provider": "groq", "credentialsSecret": "groq", "model": None}, "ollama": {"enabled": False}}
-    await change_spec(api, "local", switch_to_groq, generation=2)
+    await change_spec(api, "local", switch_to_groq, generation=3)
     await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama") is None)
     await eventually(lambda: obj(api, "v1/services", "local-ollama") is None)  # removed at once with the Deployment
+    await eventually(lambda: obj(api, "batch/v1/jobs", second) is None)
     assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None, "Retain keeps the models"
 
 

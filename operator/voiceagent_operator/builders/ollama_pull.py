@@ -117,9 +117,18 @@ def ollama_pull_job(owner: Owner, spec: VoiceAgentSpec) -> dict[str, Any]:
     }
 
 
+def pull_job_labels(owner: Owner) -> dict[str, str]:
+    """The labels of every pull Job of this VoiceAgent, current or outdated (to delete the outdated ones)."""
+    return labels(owner, PULL)
+
+
 def pull_job_selector(owner: Owner) -> str:
-    """Every pull Job of this VoiceAgent, current or outdated (to delete the outdated ones)."""
-    return ",".join(f"{key}={value}" for key, value in labels(owner, PULL).items())
+    return ",".join(f"{key}={value}" for key, value in pull_job_labels(owner).items())
+
+
+def pull_job_ref(owner: Owner, name: str) -> dict[str, Any]:
+    """Enough of a pull Job to delete it by name (`children.remove_child`)."""
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"namespace": owner.namespace, "name": name}}
 
 
 @dataclass(frozen=True)
@@ -151,5 +160,8 @@ def models_state(job: dict[str, Any] | None) -> ModelsState:
 
 
 def outdated_pull_jobs(jobs: list[dict[str, Any]], current: str) -> list[str]:
-    """Names of this VoiceAgent's pull Jobs for earlier model lists (listed by pull_job_selector)."""
-    return sorted(job["metadata"]["name"] for job in jobs if job["metadata"]["name"] != current)
+    """Names of this VoiceAgent's pull Jobs for earlier model lists (not those already being deleted)."""
+    return sorted(
+        job["metadata"]["name"] for job in jobs
+        if job["metadata"]["name"] != current and not job["metadata"].get("deletionTimestamp")
+    )
