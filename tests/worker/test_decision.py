@@ -37,6 +37,15 @@ def test_a_high_estimate_alone_waits_for_the_deadline_then_speaks_if_the_first_t
     assert late.speak and late.answer_expected_after >= OPTIONS.late_after
     assert decide(turn(now=0.9), Estimate(1.8, 0.3), History(), STOCK, OPTIONS).speak  # no history: the same deadline
 
+
+def test_past_the_deadline_the_phrase_ends_before_the_quickest_slow_answer_of_the_session():
+    # slow answers of this session took 1.3 and 1.8 s to the first token: the next may come at 0.1 + 1.3 + 0.25
+    mixed = Estimate(1.8, 0.3, llm_ttft_quickest=0.15, tts_ttfb_quickest=0.25, llm_ttft_samples=(0.15, 0.2, 1.3, 1.8))
+    long_and_short = [Candidate("One moment.", "stock", 0.0, 0.66), Candidate("Okay.", "stock", 0.0, 0.3)]
+    decision = decide(turn(now=0.9), mixed, History(), long_and_short, OPTIONS)
+    assert decision.speak and decision.phrase.text == "Okay."
+    assert decision.answer_expected_after == pytest.approx(1.65)
+
 def test_an_answer_whose_first_token_is_in_gets_no_filler():
     decision = decide(turn(first_token=0.3), SLOW, History(), STOCK, OPTIONS)
     assert (decision.speak, decision.reason, decision.recheck_at) == (False, "answer_soon", None)
@@ -124,3 +133,4 @@ def test_the_estimate_is_a_high_quantile_of_recent_requests_the_quickest_after_t
     estimate = estimator.estimate()
     assert estimate.llm_ttft >= 1.5  # one slow answer in ten is enough to expect slowness
     assert (estimate.llm_ttft_quickest, estimate.tts_ttfb_quickest) == (0.2, 0.3)  # but not to speak early
+    assert estimate.llm_ttft_samples == (1.8, 1.9, *[0.2] * 8)

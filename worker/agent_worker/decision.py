@@ -77,6 +77,8 @@ class Estimate:
     tts_ttfb_quickest: float | None = None
     """The quickest of the session's recent requests; None until there are enough of them to
     call the session consistently slow (or quick)."""
+    llm_ttft_samples: tuple[float, ...] = ()
+    """The recent times to first token themselves."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,18 @@ def quickest_answer_at(turn: Turn, estimate: Estimate) -> float | None:
     return max(started + estimate.llm_ttft_quickest, turn.now) + estimate.tts_ttfb_quickest
 
 
+def earliest_late_answer_at(turn: Turn, estimate: Estimate) -> float:
+    """Past the deadline without a first token: the answer can come as early as the quickest of the
+    session's requests that took longer than this one has so far (or, with none, a usual time from
+    now). A phrase must end before that, so the quickest of the slow answers is not held up."""
+    started = turn.llm_started_at if turn.llm_started_at is not None else turn.now
+    later = [s for s in estimate.llm_ttft_samples if started + s > turn.now]
+    if not later:
+        return expected_answer_at(turn, estimate)
+    tts = estimate.tts_ttfb_quickest if estimate.tts_ttfb_quickest is not None else estimate.tts_ttfb
+    return started + min(later) + tts
+
+
 def late_deadline(turn: Turn, estimate: Estimate, options: Options) -> float:
     """The moment from which an answer whose first token is still missing is late for sure."""
     return turn.speech_ended_at + options.late_after - estimate.tts_ttfb
@@ -150,7 +164,7 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
             if turn.now < deadline:
                 expected = expected_answer_at(turn, estimate) - turn.speech_ended_at
                 return Decision(False, "answer_soon", answer_expected_after=expected, recheck_at=deadline)
-            answer_at = max(expected_answer_at(turn, estimate), turn.speech_ended_at + options.late_after)
+            answer_at = max(earliest_late_answer_at(turn, estimate), turn.speech_ended_at + options.late_after)
     after = answer_at - turn.speech_ended_at
     if history.last_filler_at is not None and turn.now - history.last_filler_at < options.min_gap:
         return Decision(False, "too_soon", answer_expected_after=after)
@@ -189,7 +203,7 @@ class LatencyEstimator:
 
     def estimate(self) -> Estimate:
         return Estimate(self._high(self._llm, self._priors[0]), self._high(self._tts, self._priors[1]),
-                        self._quickest(self._llm), self._quickest(self._tts))
+                        self._quickest(self._llm), self._quickest(self._tts), tuple(self._llm))
 
     def _quickest(self, samples: deque[float]) -> float | None:
         return min(samples) if len(samples) >= self._min_samples else None
