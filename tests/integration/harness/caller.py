@@ -1,9 +1,13 @@
 """A scripted caller on the LiveKit rtc client: it joins a room, asks spoken questions and
 records, per turn, what it heard and when.
 
-The caller publishes a microphone track that carries silence in real time and, when asked, an
-espeak-ng rendering of a question (its leading and trailing silence trimmed, so the end of the
-WAV is the end of speech). It subscribes to the agent's audio track and to the agent's
+The caller publishes a microphone track that carries a microphone's noise floor in real time and,
+when asked, an espeak-ng rendering of a question over it (its leading and trailing silence
+trimmed, so the end of the WAV is the end of speech). Why the noise floor and the voice: livekit's
+turn detector (v1-mini) judges the audio, not the transcript, and gives espeak-ng's default voice
+over digital silence 0.13-0.35 for a finished question, below its English threshold of 0.36, so
+every turn took the max_delay branch. With en-us+f3 over a -50 dBFS floor (as a real microphone
+has) finished questions score 0.53-0.78 (see docs/worker.md, "Turn handling"). It subscribes to the agent's audio track and to the agent's
 `lk.transcription` text streams: livekit's agents send one text stream per agent speech
 (segment), in the order they are played.
 
@@ -50,6 +54,8 @@ MIC_QUEUE_MS = 50  # the audio source's buffer: small, so `speech_end` is exact 
 AUDIBLE_PEAK = 600  # int16 peak above which a received frame counts as agent speech
 SPEECH_PEAK = 300  # int16 level that bounds a question's voiced part when trimming espeak's silence
 ESPEAK_WORDS_PER_MINUTE = 140
+ESPEAK_VOICE = "en-us+f3"
+NOISE_FLOOR_RMS = 100.0  # int16 RMS of the microphone's own noise, about -50 dBFS
 TOPIC_TRANSCRIPTION = "lk.transcription"
 AGENT_STATE = "lk.agent.state"
 TRANSCRIBED_TRACK = "lk.transcribed_track_id"
@@ -121,7 +127,7 @@ def speak(text: str, words_per_minute: int = ESPEAK_WORDS_PER_MINUTE) -> np.ndar
     """`text` spoken by espeak-ng: int16 mono at SAMPLE_RATE, leading/trailing silence removed."""
     with tempfile.TemporaryDirectory(prefix="caller-") as directory:
         path = Path(directory) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(path), text],
+        subprocess.run(["espeak-ng", "-v", ESPEAK_VOICE, "-s", str(words_per_minute), "-w", str(path), text],
                        check=True, capture_output=True)
         with wave.open(str(path)) as wav:
             rate = wav.getframerate()
@@ -136,9 +142,11 @@ def speak(text: str, words_per_minute: int = ESPEAK_WORDS_PER_MINUTE) -> np.ndar
 
 
 class Microphone:
-    """The caller's published track: silence in real time, and speech when `say()` is awaited."""
+    """The caller's published track: a noise floor in real time, and speech over it when `say()`
+    is awaited."""
 
     def __init__(self) -> None:
+        self._noise = np.random.default_rng(0)
         self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=MIC_QUEUE_MS)
         self.track = rtc.LocalAudioTrack.create_audio_track("microphone", self.source)
         self._pending: asyncio.Queue[tuple[np.ndarray, asyncio.Future[tuple[float, float]]]] = asyncio.Queue()
@@ -154,7 +162,7 @@ class Microphone:
         return await done
 
     async def _run(self) -> None:
-        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)  # the floor is added in _send
         while True:
             if self._pending.empty():
                 await self._send(silence)
@@ -170,7 +178,9 @@ class Microphone:
                 done.set_result((started, ended))
 
     async def _send(self, samples: np.ndarray) -> None:
-        await self.source.capture_frame(rtc.AudioFrame(samples.tobytes(), SAMPLE_RATE, 1, FRAME_SAMPLES))
+        noisy = samples + self._noise.normal(0.0, NOISE_FLOOR_RMS, FRAME_SAMPLES)
+        frame = np.clip(noisy, -32768, 32767).astype(np.int16)
+        await self.source.capture_frame(rtc.AudioFrame(frame.tobytes(), SAMPLE_RATE, 1, FRAME_SAMPLES))
 
     async def aclose(self) -> None:
         if self._task is not None:
