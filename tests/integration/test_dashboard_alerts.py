@@ -88,6 +88,9 @@ SENSIBLE: list[tuple[str, str, Callable[[list[float]], bool]]] = [
     ("_seconds_bucket", "seconds, under a minute", _latency),
     ("llm_cached_tokens_total", "tokens per second >= 0 (Ollama caches nothing it reports)", lambda vs: min(vs) >= 0),
     ("_tokens_total", "tokens per second >= 0, some > 0", lambda vs: min(vs) >= 0 and max(vs) > 0),
+    # Cost per call-minute: spend over the rooms held (before "cost_usd_total" and "active_").
+    ("avg_over_time(agent_worker_active_sessions", "USD per call-minute >= 0, some > 0",
+     lambda vs: min(vs) >= 0 and max(vs) > 0),
     ("cost_usd_total", "USD per hour >= 0, some > 0 (tts-1 has a list price)", lambda vs: min(vs) >= 0 and max(vs) > 0),
     # Only >= 0: the worker creates a counter's series at its first increment, which rate() cannot
     # see, so one "spoken" and one "cut" filler in a run draw as zero.
