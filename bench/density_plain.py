@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import os
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobExecutorType
+from livekit.agents import Agent, AgentServer, JobContext, JobExecutorType
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
-from agent_worker.providers import build_components, build_turn_handling
-from agent_worker.server import prewarm, load_options, session_connect_options
+from agent_worker.providers import build_components
+from agent_worker.server import build_session, load_options, prewarm
 
 
 async def entrypoint(ctx: JobContext) -> None:
     settings = ctx.proc.userdata.get("settings") or load_settings()
     components = build_components(settings, ctx.proc.userdata.get("vad"))
-    session = AgentSession(
-        stt=components.stt.instance,
-        llm=components.main.instance,
-        tts=components.tts.instance,
-        vad=components.vad,
-        turn_handling=build_turn_handling(settings),
-        conn_options=session_connect_options(settings),
-    )
+    session = build_session(settings, components)
     session.on("close", lambda ev: ctx.shutdown(reason="session closed"))
     await session.start(Agent(instructions=settings.instructions), room=ctx.room)
 

@@ -21,7 +21,7 @@ from .exporter import READINESS
 from .metrics import SessionRecorder
 from .preresponse import DEFAULT_CACHE_DIR, PreResponseOptions
 from .pricing import PriceTable
-from .providers import build_components, build_turn_handling, build_vad, watch
+from .providers import Components, build_components, build_turn_handling, build_vad, watch
 
 
 def preresponse_options(settings: Settings) -> PreResponseOptions:
@@ -39,6 +39,18 @@ def preresponse_options(settings: Settings) -> PreResponseOptions:
 def session_connect_options(settings: Settings) -> SessionConnectOptions:
     """Both LLM roles use these (the agent passes the session's to the fast LLM)."""
     return SessionConnectOptions(llm_conn_options=APIConnectOptions(timeout=settings.llm_timeout))
+
+
+def build_session(settings: Settings, components: Components) -> AgentSession:
+    """The session of one call: the providers and the turn handling the settings name."""
+    return AgentSession(
+        stt=components.stt.instance,
+        llm=components.main.instance,
+        tts=components.tts.instance,
+        vad=components.vad,
+        turn_handling=build_turn_handling(settings),
+        conn_options=session_connect_options(settings),
+    )
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -63,14 +75,7 @@ async def entrypoint(ctx: JobContext) -> None:
             ctx.room.local_participant.set_attributes({FILLER_ATTRIBUTE: text})
         ),
     )
-    session = AgentSession(
-        stt=components.stt.instance,
-        llm=components.main.instance,
-        tts=components.tts.instance,
-        vad=components.vad,
-        turn_handling=build_turn_handling(settings),
-        conn_options=session_connect_options(settings),
-    )
+    session = build_session(settings, components)
     session.on("conversation_item_added", lambda ev: recorder.on_conversation_item(ev.item))
     def _on_close(ev) -> None:
         reason = str(ev.reason.value if hasattr(ev.reason, "value") else ev.reason)
