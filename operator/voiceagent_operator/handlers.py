@@ -21,7 +21,17 @@ import kopf
 from prometheus_client import start_http_server
 
 from . import metrics
-from .cache import CHILD_KINDS, CHILDREN_SELECTOR, WORKER_PODS_SELECTOR, Cache, index_child, index_name, index_worker_pod
+from .builders.ollama_pull import PULL
+from .cache import (
+    CHILD_KINDS,
+    CHILDREN_SELECTOR,
+    COMPONENT,
+    WORKER_PODS_SELECTOR,
+    Cache,
+    index_child,
+    index_name,
+    index_worker_pod,
+)
 from .kube import Kube, connection_info, load_configuration
 from .naming import Owner
 from .options import OperatorOptions
@@ -135,8 +145,18 @@ def _selector(group: str, version: str, plural: str) -> tuple[str, ...]:
 
 # The indexers are coroutines: Kopf would run plain functions in a thread pool, and every thread that
 # allocates brings its own malloc arena (tens of MiB of resident memory that is never given back).
-async def _index_child(body: kopf.Body, **_: Any) -> Any:
+async def _index_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
+    if (body.get("metadata", {}).get("labels") or {}).get(COMPONENT) == PULL:
+        _wake_owners(memo, body)  # a pull Job's progress is the OllamaReady condition: report it now
     return index_child(body)
+
+
+def _wake_owners(memo: kopf.Memo, body: kopf.Body) -> None:
+    fleet = getattr(memo, "fleet", None)
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        wake = fleet.wakes.get(ref.get("uid")) if fleet is not None else None
+        if wake is not None:
+            wake.set()
 
 
 for _group, _version, _plural, _ in CHILD_KINDS:

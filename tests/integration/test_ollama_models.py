@@ -1,5 +1,6 @@
 """A model change on a real apiserver: the managed Ollama's Deployment (its template, its pod) stays as
-it was, and the new model list gets its own pull Job."""
+it was, the new model list gets its own pull Job, the earlier list's Job is deleted, and the VoiceAgent's
+OllamaReady condition follows the current Job's status (Ready held back until it has pulled)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,21 @@ def test_a_model_change_keeps_the_ollama_pod_and_pulls_through_a_new_job(agents,
     assert env["OLLAMA_PULL_MODELS"].split()[:2] == ["tiny:1b", "embed:small"]
     assert env["OLLAMA_HOST"] == f"http://models-ollama.{agents.namespace}.svc:11434"
     assert job.metadata.owner_references[0].uid == owner.uid
+
+    # The earlier list's Job goes (with its pods: a background deletion); only the current one is left.
+    wait_until(lambda: jobs() == [second], f"the first pull Job {first} to be deleted", operator.process)
+
+    def reported() -> bool:
+        """OllamaReady names the current Job, with the reason its status gives (the Job controller runs
+        here; whether its pod runs depends on the node it lands on, so any state of the Job is read)."""
+        condition = agents.condition("models", "OllamaReady") or {}
+        ready = agents.condition("models", "Ready") or {}
+        finished = {c.type for c in batch.read_namespaced_job(second, agents.namespace).status.conditions or [] if c.status == "True"}
+        if "Complete" in finished:
+            return condition.get("reason") == "ModelsPulled" and second in condition.get("message", "")
+        if "Failed" in finished:
+            return (condition.get("reason") == "PullFailed" and f"kubectl logs job/{second}" in condition.get("message", "")
+                    and ready.get("reason") == "ModelsNotPulled")
+        return (condition.get("reason") == "PullingModels" and second in condition.get("message", "")
+                and (ready.get("status"), ready.get("reason")) == ("False", "ModelsNotPulled"))
+    wait_until(reported, "OllamaReady to follow the current pull Job", operator.process, timeout=30)

@@ -26,6 +26,8 @@ def ready_agent(agents, start_operator):
     agents.create("local", local_spec(scaling={"minReplicas": 2, "maxReplicas": 3}))
     agents.wait_for_condition("local", "Ready", "True", operator.process, timeout=60)
     wait_until(lambda: agents.get("local")["status"].get("readyReplicas") == 2, "readyReplicas=2", operator.process)
+    # These kwok pods serve no metrics: once the fleet observation has tried them, the status says so.
+    agents.wait_for_condition("local", "RoomsObserved", "False", operator.process, timeout=30, reason="PodsUnreadable")
     return operator
 
 
@@ -82,7 +84,7 @@ def test_an_update_of_instructions_and_image_rolls_the_workers(agents, ready_age
                "status.observedGeneration to follow the update", ready_agent.process)
 
 
-def test_a_resync_of_an_unchanged_voiceagent_sends_no_write(agents, ready_agent, control_plane, operator_chart):
+def test_a_resync_of_an_unchanged_voiceagent_sends_no_request(agents, ready_agent, control_plane, operator_chart):
     user, namespace = operator_chart.operator_user, agents.namespace
     wait_until(lambda: quiet_for(control_plane, user, namespace, seconds=2.5), "the operator's writes to settle",
                ready_agent.process, timeout=30)
@@ -96,7 +98,7 @@ def test_a_resync_of_an_unchanged_voiceagent_sends_no_write(agents, ready_agent,
     reads = len(control_plane.audit_events(user, ("get", "list"), namespace)) - reads_before
     writes = control_plane.audit_events(user, WRITE_VERBS, namespace)[len(writes_before):]
     assert reconciles >= 4
-    assert reads >= 2 * reconciles  # each resync reads the Deployment, the pods and every child
+    assert reads == 0  # the Deployment, the pods and every child come from the operator's watches
     assert [(w["verb"], w["requestURI"]) for w in writes] == []
 
 

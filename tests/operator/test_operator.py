@@ -213,6 +213,17 @@ async def test_ollama_is_created_reported_and_removed_keeping_its_models(api) ->
     assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None, "Retain keeps the models"
 
 
+@pytest.mark.parametrize("resync", [120.0])
+async def test_a_pull_job_that_finishes_is_reported_without_waiting_for_the_resync(api) -> None:
+    await create(api, "local", ollama_spec())
+    job = pull_job("local", ollama_spec())
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "PullingModels")
+    await send(api, "PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/local-ollama", {"status": {"readyReplicas": 1}})
+    await send(api, "PATCH", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{job}",
+               {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "ModelsPulled", timeout=5)
+
+
 async def test_deleting_a_voiceagent_stops_its_reconciliation_and_leaves_children_to_the_gc(api) -> None:
     await create(api, "support", groq_spec())
     await settled(api, "support")

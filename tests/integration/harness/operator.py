@@ -79,16 +79,22 @@ class OperatorCommand:
     health_url: str
 
 
+# The fleet observation interval (VOICEAGENT_OBSERVE_SECONDS; 5 s by default): 1 s here, so that a change
+# of rooms or of pod readiness reaches the status within about a second.
+OBSERVE_SECONDS = 1.0
+
+
 def operator_command(kubeconfig: Path, resync_seconds: float = 1.0, *extra: str) -> OperatorCommand:
     """`voiceagent-operator run --all-namespaces` as the chart runs it (with peering), on free
-    loopback ports, reconciling every `resync_seconds`."""
+    loopback ports, reconciling every `resync_seconds` and observing rooms every OBSERVE_SECONDS."""
     metrics_port, health_port = free_port(), free_port()
     health_url = f"http://{LOOPBACK}:{health_port}/healthz"
     return OperatorCommand(
         argv=[str(OPERATOR_PROGRAM), "run", "--all-namespaces", f"--liveness={health_url}",
               f"--priority={next(_priorities)}", f"--peering={PEERING}", *extra],
         env={"KUBECONFIG": str(kubeconfig), "VOICEAGENT_RESYNC_SECONDS": str(resync_seconds),
-             "VOICEAGENT_METRICS_PORT": str(metrics_port), "VOICEAGENT_SCRAPE_TIMEOUT_SECONDS": "1"},
+             "VOICEAGENT_METRICS_PORT": str(metrics_port), "VOICEAGENT_SCRAPE_TIMEOUT_SECONDS": "1",
+             "VOICEAGENT_OBSERVE_SECONDS": str(OBSERVE_SECONDS)},
         metrics_url=f"http://{LOOPBACK}:{metrics_port}/metrics",
         health_url=health_url,
     )
