@@ -90,6 +90,13 @@ def test_models_state_follows_the_job(owner: Owner) -> None:
     assert f"kubectl logs job/{name}" in failed.message and "spec.ollama.models" in failed.message
 
 
+def test_models_state_reads_an_empty_model_list_as_the_apiserver_returns_it(owner: Owner) -> None:
+    job = ollama_pull_job(owner, parse_spec(ollama_spec()))
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        container["env"] = [{"name": e["name"]} if e["name"] == "OLLAMA_PULL_MODELS" else e for e in container["env"]]
+    assert models_state(_finished(job, "Complete")).message.startswith("Ollama holds no models")
+
+
 def test_outdated_jobs_are_all_but_the_current_one(owner: Owner) -> None:
     jobs = [{"metadata": {"name": n}} for n in ("support-pull-cccccccccc", "support-pull-aaaaaaaaaa", "support-pull-bbbbbbbbbb")]
     jobs.append({"metadata": {"name": "support-pull-dddddddddd", "deletionTimestamp": "2026-12-02T06:00:00Z"}})

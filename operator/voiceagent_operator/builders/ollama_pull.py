@@ -145,8 +145,9 @@ def models_state(job: dict[str, Any] | None) -> ModelsState:
     if job is None:
         return ModelsState(False, "PullPending", "the model pull Job is not created yet")
     name = job["metadata"]["name"]
-    models = next((e["value"] for c in job["spec"]["template"]["spec"]["containers"]
+    models = next((e.get("value", "") for c in job["spec"]["template"]["spec"]["containers"]
                    for e in c.get("env") or [] if e["name"] == "OLLAMA_PULL_MODELS"), "")
+    models = models or "no models"  # the apiserver drops an empty value
     conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in conditions:
         return ModelsState(True, "ModelsPulled", f"Ollama holds {models} (Job {name})")
