@@ -11,6 +11,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from voiceagent_operator.builders.worker import DEFAULT_RESOURCES
+
 from .harness.operator import quiet_for, writes_of
 from .harness.processes import wait_until
 from .harness.voiceagents import local_spec
@@ -75,7 +77,7 @@ def test_every_optional_field_set_then_removed_is_gone_from_every_child_and_a_re
     volume = agents.core.read_namespaced_persistent_volume_claim("full-ollama-models", agents.namespace)
     assert (pod.node_selector, pod.tolerations, pod.affinity, pod.image_pull_secrets) == (None, None, None, None)
     assert [e.name for e in container.env or []] == ["LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"]
-    assert container.resources.requests == {"cpu": "1", "memory": "2Gi"}  # the operator's defaults again
+    assert container.resources.requests == DEFAULT_RESOURCES["requests"]  # the operator's defaults again
     assert "AGENT_INSTRUCTIONS" not in config and "AGENT_PRICES" not in config and "AGENT_LLM_MODEL" not in config
     assert "release" not in monitor["metadata"]["labels"]
     assert ollama.node_selector is None

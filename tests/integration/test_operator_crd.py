@@ -94,6 +94,8 @@ BAD_SPECS = [
      "spec.monitoring.serviceMonitor.interval", "should match '^[0-9]+(ms|s|m|h)$'"),
     ("price-not-a-number", changed(pricing={"groq/llama": {"outputPerMillionTokens": "cheap"}}),
      "spec.pricing.groq/llama.outputPerMillionTokens", "must be of type number"),
+    ("endpointing-max-below-min", changed(turnHandling={"endpointingMinDelay": 2.0, "endpointingMaxDelay": 1.0}),
+     "spec.turnHandling", "endpointingMaxDelay must be at least endpointingMinDelay"),
 ]
 
 
