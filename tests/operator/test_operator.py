@@ -15,6 +15,7 @@ from loopback import exposition, free_port, metrics_endpoints, pod
 from va_examples import REACTIVE, groq_spec, ollama_spec
 
 from voiceagent_operator import handlers, metrics
+from voiceagent_operator.builders import desired_children
 from voiceagent_operator.builders.ollama_pull import ollama_pull_job
 from voiceagent_operator.naming import DELETION_COST_ANNOTATION, Owner, labels, selector_string
 from voiceagent_operator.scaling.deletion_cost import SAFE_TO_EVICT_ANNOTATION
@@ -224,9 +225,15 @@ async def test_a_pull_job_that_finishes_is_reported_without_waiting_for_the_resy
     await eventually(lambda: condition(api, "local", "OllamaReady").get("reason") == "ModelsPulled", timeout=5)
 
 
+def groq_children() -> list[dict[str, Any]]:
+    return desired_children(Owner("support", NAMESPACE, "uid-support"), parse_spec(groq_spec()), 1, monitoring_api=False).present
+
+
 async def test_deleting_a_voiceagent_stops_its_reconciliation_and_leaves_children_to_the_gc(api) -> None:
     await create(api, "support", groq_spec())
     await settled(api, "support")
+    # Kopf posts Events in the background: on a loaded machine the first reconciliation's may come late.
+    await eventually(lambda: len(events(api, "Created")) == len(groq_children()))
     await send(api, "DELETE", f"{VA_PATH}/support")
     await eventually(lambda: obj(api, VOICEAGENTS, "support") is None)  # Kopf released its timer's finalizer
     mark = len(list(api))
