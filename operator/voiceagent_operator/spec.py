@@ -176,7 +176,7 @@ class Scaling(_Model):
     max_replicas: int = Field(10, ge=1, description="Most worker pods")
     target_active_rooms_per_replica: int = Field(
         4, ge=1,
-        description="Active rooms one worker pod should carry; also the pod's session cap (AGENT_MAX_SESSIONS), beyond which livekit dispatches elsewhere",
+        description="Active rooms one worker pod should carry; a pod accepts twice this (AGENT_MAX_SESSIONS) while new pods start, then livekit dispatches elsewhere",
     )
     scale_up_stabilization_seconds: int = Field(0, ge=0, le=3600, description="Scale up to the lowest recommendation seen in this window")
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=86400, description="Scale down only to the highest recommendation seen in this window")

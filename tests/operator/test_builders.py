@@ -243,18 +243,18 @@ def test_a_disabled_service_monitor_is_removed_when_the_api_exists(owner: Owner)
     assert _kinds(desired_children(owner, spec, 1, monitoring_api=True).absent)[-1] == "ServiceMonitor/support-worker"
 
 
-def test_the_worker_caps_its_sessions_at_the_target_the_autoscaler_counts_on(owner: Owner) -> None:
+def test_the_worker_caps_its_sessions_at_twice_the_target_the_autoscaler_aims_for(owner: Owner) -> None:
     raw = groq_spec()
     raw["scaling"]["targetActiveRoomsPerReplica"] = 6
-    assert config_data(owner, parse_spec(raw))[env_name("max_sessions")] == "6"
-    assert config_data(owner, parse_spec({**raw, "scaling": {}}))[env_name("max_sessions")] == "4", "the default target"
+    assert config_data(owner, parse_spec(raw))[env_name("max_sessions")] == "12"
+    assert config_data(owner, parse_spec({**raw, "scaling": {}}))[env_name("max_sessions")] == "8", "the default target 4"
 
 
 def test_a_session_cap_in_spec_env_at_or_above_the_target_wins(owner: Owner) -> None:
-    spec = parse_spec(groq_spec(env=[{"name": env_name("max_sessions"), "value": "8"}]))
-    assert config_data(owner, spec)[env_name("max_sessions")] == "8"
-    assert _env(_worker_container(owner, groq_spec(env=[{"name": env_name("max_sessions"), "value": "8"}])))[
-        env_name("max_sessions")] == {"name": env_name("max_sessions"), "value": "8"}
+    for cap in ("4", "20"):  # target 4: the target itself, or more than the default of twice it
+        raw = groq_spec(env=[{"name": env_name("max_sessions"), "value": cap}])
+        assert config_data(owner, parse_spec(raw))[env_name("max_sessions")] == cap
+        assert _env(_worker_container(owner, raw))[env_name("max_sessions")] == {"name": env_name("max_sessions"), "value": cap}
 
 
 @pytest.mark.parametrize("entry", [{"value": "3"}, {"value": "many"}, {"valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}])

@@ -21,7 +21,8 @@ from .worker_config import config_data, config_hash, secret_env
 
 # Sized for the default targetActiveRoomsPerReplica (4) from `make bench-density` (README "Sizing"):
 # 0.17-0.25 of a core per call, so one core holds 4-5 calls at full use; memory ~280 MB for the worker,
-# ~180 MB per call and ~125 MB per warm idle process (2 kept): 280 + 4 x 180 + 2 x 125 = 1250 MB.
+# ~180 MB per call and ~125 MB per warm idle process (2 kept): 280 + 4 x 180 + 2 x 125 = 1250 MB; the
+# limit holds the session cap's 8 calls (1970 MB).
 DEFAULT_RESOURCES: dict[str, Any] = {"requests": {"cpu": "1", "memory": "1280Mi"}, "limits": {"memory": "2Gi"}}
 
 

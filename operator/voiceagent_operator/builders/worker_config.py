@@ -86,22 +86,29 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
     return {env_name(field): _env_text(value) for field, value in values.items() if value is not None}
 
 
+# A worker pod's session cap is this many times the target the autoscaler aims for. livekit-server 1.13
+# neither queues nor re-offers a room every worker refused ("no workers with sufficient capacity"): that
+# caller never gets an agent. So rooms that come faster than new pods start are taken, slower, by the pods
+# there are, up to twice the target: bench-density's calls per core at full CPU (3.8-5.4) are about twice
+# those within the latency budget (2), and the default memory limit holds 2 x 4 calls.
+SESSION_CAP_PER_TARGET = 2
+
+
 def session_cap(spec: VoiceAgentSpec) -> int:
-    """The most sessions one worker pod accepts (AGENT_MAX_SESSIONS): the pod is full, and livekit-server
-    dispatches elsewhere, at the load the scaling policy counts on it carrying. The policy's spare capacity
-    lives in extra pods, so a cap of `targetActiveRoomsPerReplica` is its whole view. A cap set in spec.env
-    wins if it is at least the target; below it the policy would count on rooms the pods refuse."""
+    """The most sessions one worker pod accepts (AGENT_MAX_SESSIONS): at it the pod reports itself full and
+    livekit-server dispatches elsewhere. SESSION_CAP_PER_TARGET x targetActiveRoomsPerReplica, or the cap set
+    in spec.env if it is at least the target (below it the autoscaler would count on rooms the pods refuse)."""
     target = spec.scaling.target_active_rooms_per_replica
     variable = env_name("max_sessions")
     given = next((item for item in spec.env or [] if item.get("name") == variable), None)
     if given is None:
-        return target
+        return SESSION_CAP_PER_TARGET * target
     value = given.get("value")
     if value is None or not str(value).strip().isdigit():
         raise SpecError(
             "spec.env",
             f"{variable} must be a literal whole number (value: \"{target}\" or more), got {given!r}; or leave it out "
-            f"and the operator sets it to spec.scaling.targetActiveRoomsPerReplica ({target})",
+            f"and the operator sets it to {SESSION_CAP_PER_TARGET} x spec.scaling.targetActiveRoomsPerReplica",
         )
     if int(value) < target:
         raise SpecError(
