@@ -94,7 +94,8 @@ async def test_no_filler_and_no_fast_llm_call_for_a_trivial_turn(tmp_path):
 async def test_a_started_filler_finishes_and_the_answer_follows_without_a_gap(tmp_path):
     # The session's main LLM has been slow, so a filler is said; this time the answer comes while it plays.
     call, _, _ = make_call(tmp_path, main_ttft=0.25, fast_reply="Good question.", seconds_per_char=0.05)
-    call.agent.estimator.observe_llm_ttft(2.5)
+    for _ in range(3):  # three slow requests: a consistently slow session
+        call.agent.estimator.observe_llm_ttft(2.5)
     async with call:
         turn = await call.turn()
         assert turn.filler_outcome == "spoken"
@@ -113,7 +114,8 @@ async def test_a_fast_llm_text_that_answers_is_replaced_by_a_stock_phrase(tmp_pa
 
 async def test_the_fast_llm_phrase_is_synthesized_through_the_sessions_text_transforms(tmp_path):
     call, _, tts = make_call(tmp_path, main_ttft=3.0, fast_reply="Let me **check** that.")
-    call.agent.estimator.observe_llm_ttft(3.0)  # a slow main model: there is time for the whole phrase
+    for _ in range(3):  # three slow requests: a consistently slow session; a slow main model: there is time for the whole phrase
+        call.agent.estimator.observe_llm_ttft(3.0)
     async with call:
         turn = await call.turn()
         assert (turn.filler_outcome, turn.filler_text) == ("spoken", "Let me **check** that.")
@@ -152,7 +154,8 @@ async def test_barge_in_on_the_filler_interrupts_the_filler_and_the_answer(tmp_p
         tmp_path, main_ttft=3.0, fast_reply="Let me look into that for you.",
         transcripts=(QUESTION, "never mind what time is it"), seconds_per_char=0.12,
     )
-    call.agent.estimator.observe_llm_ttft(3.0)
+    for _ in range(3):  # three slow requests: a consistently slow session
+        call.agent.estimator.observe_llm_ttft(3.0)
     async with call:
         await call.caller.say(0.4)
         while not call.speaker.playouts:

@@ -39,7 +39,8 @@ def slow_call(tmp_path: Path, main: ScriptedLLM, *, preresponse: bool) -> tuple[
         instructions="Be brief.", fast_llm=None, observer=outcomes,
         options=PreResponseOptions(enabled=preresponse, cache_dir=tmp_path),
     )
-    agent.estimator.observe_llm_ttft(2.0)  # this session's main model has been slow: fillers are due
+    for _ in range(3):  # three slow requests: a consistently slow session; this session's main model has been slow: fillers are due
+        agent.estimator.observe_llm_ttft(2.0)
     call = ScriptedCall(agent, llm=main, stt=ScriptedSTT(list(QUESTIONS)), tts=ScriptedTTS(seconds_per_char=0.02), vad=ScriptedVAD())
     return call, outcomes
 
