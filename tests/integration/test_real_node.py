@@ -137,8 +137,10 @@ async def test_a_voiceagent_on_the_node_answers_over_webrtc_is_scraped_and_scale
 ):
     fleet.agents.create(AGENT, node_spec(
         fleet.livekit, model_server, speech_server, model=main_model, main_base_url=main_model_url,
+        # The reactive rule (no headroom): the node holds two workers, a scale-up or a rollout's
+        # surge, so a call in progress must not bring a second worker before a rollout's surge.
         scaling={"minReplicas": 1, "maxReplicas": 2, "targetActiveRoomsPerReplica": 1,
-                 "scaleDownStabilizationSeconds": 5},
+                 "scaleDownStabilizationSeconds": 5, "podStartSeconds": 0, "spareSessions": 0},
     ))
     (first,) = await asyncio.to_thread(wait_for_pods, fleet.agents.api, AGENTS_NAMESPACE, SELECTOR, 1,
                                        "the first worker pod Ready on the real node", 240)

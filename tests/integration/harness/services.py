@@ -7,6 +7,7 @@ speech server also listen on the node address, and each says at `pod_*` which UR
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +159,8 @@ def start_prometheus(name: str, targets: list[str], workdir: Path, log_dir: Path
         "scrape_configs": jobs,
         **({"rule_files": [str(path) for path in rule_files]} if rule_files else {}),
     }
-    directory = workdir / f"prometheus-{name}"
-    directory.mkdir(parents=True, exist_ok=True)
+    # A fresh directory per start: a rerun's Prometheus must not answer with the last run's series.
+    directory = Path(tempfile.mkdtemp(prefix=f"prometheus-{name}-", dir=workdir))
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     process = start(f"prometheus-{name}", [
