@@ -244,9 +244,10 @@ def test_a_bad_image_is_reported_and_replaces_nothing(fleet: Fleet):
 
 def test_a_crashing_worker_is_reported_and_replaces_nothing(fleet: Fleet):
     (serving,) = [p for p in live_workers(fleet) if ready(p)]
-    fleet.agents.patch(AGENT, {"spec": {"env": [{"name": "AGENT_MAX_SESSIONS", "value": "many"}]}})
+    # A worker setting only the worker checks (the operator refuses a bad AGENT_MAX_SESSIONS itself).
+    fleet.agents.patch(AGENT, {"spec": {"env": [{"name": "AGENT_LLM_TIMEOUT", "value": "many"}]}})
     degraded = fleet.agents.wait_for_condition(AGENT, "Degraded", "True", timeout=180, reason="WorkerCrashing")
-    assert "AGENT_MAX_SESSIONS" in degraded["message"], degraded
+    assert "AGENT_LLM_TIMEOUT" in degraded["message"], degraded
     still = pod_named(fleet, serving.metadata.name)
     assert still is not None and ready(still) and still.metadata.deletion_timestamp is None
     fleet.agents.patch(AGENT, {"spec": {"env": None}})
@@ -262,7 +263,7 @@ def test_no_pod_restarted_and_no_log_line_is_an_error(fleet: Fleet):
         for pod in core.list_namespaced_pod(namespace).items:
             for status in pod.status.container_statuses or []:
                 assert status.restart_count == 0, (pod.metadata.name, status)
-    crashed = {pod for pod in fleet.logs.pods() if "AGENT_MAX_SESSIONS" in fleet.logs.text(pod, "agent-worker")}
+    crashed = {pod for pod in fleet.logs.pods() if "AGENT_LLM_TIMEOUT" in fleet.logs.text(pod, "agent-worker")}
     checked = 0
     for logs in (fleet.logs, fleet.operator_logs):
         for pod in logs.pods():
