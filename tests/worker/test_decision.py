@@ -57,10 +57,19 @@ def test_a_quick_session_is_looked_at_again_at_the_deadline():
     assert decision.recheck_at == pytest.approx(0.9)
 
 
-def test_a_model_later_than_usual_is_expected_a_usual_time_from_now():
-    # started at 0.1, usually 0.4 s to the first token, nothing by 1.0: expected at 1.4, audio at 1.7
+def test_a_model_later_than_usual_is_expected_at_least_as_long_again_as_it_has_taken():
+    # started at 0.1, usually 0.4 s to the first token, nothing by 1.0 (0.9 s): expected at 1.9, audio at 2.2
     decision = decide(turn(now=1.0), Estimate(0.4, 0.3), History(), STOCK, OPTIONS)
-    assert decision.speak and decision.answer_expected_after == pytest.approx(1.7)
+    assert decision.speak and decision.answer_expected_after == pytest.approx(2.2)
+
+
+def test_no_phrase_fitting_yet_is_looked_at_again_when_the_answer_was_due():
+    long_one = [Candidate("Let me look into that for you.", "fast_llm", 0.0, 1.5)]
+    decision = decide(turn(now=1.0), Estimate(0.4, 0.3), History(), long_one, OPTIONS)
+    assert (decision.speak, decision.reason) == (False, "no_phrase_fits")
+    assert decision.recheck_at == pytest.approx(2.2)
+    later = decide(turn(now=2.2), Estimate(0.4, 0.3), History(), long_one, OPTIONS)
+    assert later.speak  # 2.1 s taken: expected 2.1 s more
 
 
 def test_a_first_token_in_time_for_an_answer_before_late_after_keeps_the_filler_silent():

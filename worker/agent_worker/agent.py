@@ -91,6 +91,7 @@ class _Request:
     first_token_at: float | None = None
     first_token: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
+    empty: bool = False
 
 
 class PreResponseAgent(Agent):
@@ -182,6 +183,9 @@ class PreResponseAgent(Agent):
             request.failed = True
             request.first_token.set()  # nothing more to wait for
             raise
+        if request.first_token_at is None:  # an empty answer: no token will come either
+            request.empty = True
+            request.first_token.set()
 
     async def _answer_chunks(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings, key: str | None, request: _Request
@@ -239,7 +243,7 @@ class PreResponseAgent(Agent):
             llm_started_at=request.started_at if request else None,
             llm_first_token_at=request.first_token_at if request else None,
             answer_audio_ready=self._answer_audio_for == key,
-            answer_failed=request.failed if request else False,
+            answer_failed=(request.failed or request.empty) if request else False,
         )
         history = History(self._previous_filler, self._last_filler_at)
         decision = decide(turn, self.estimator.estimate(), history, self._candidates(key), self._decision_options)

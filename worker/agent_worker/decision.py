@@ -115,7 +115,10 @@ def expected_first_token_at(turn: Turn, estimate: Estimate) -> float:
         return turn.llm_first_token_at
     started = turn.llm_started_at if turn.llm_started_at is not None else turn.now
     first_token = started + estimate.llm_ttft
-    return first_token if first_token > turn.now else turn.now + estimate.llm_ttft
+    # Later than usual: at least a usual time more, and at least as long again as it has taken
+    # (the longer a request has run, the longer it has left), so a slow first answer of a session
+    # is not taken to be always just about to come.
+    return first_token if first_token > turn.now else turn.now + max(estimate.llm_ttft, turn.now - started)
 
 
 def quickest_answer_at(turn: Turn, estimate: Estimate) -> float | None:
@@ -177,7 +180,10 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
         if turn.now + candidate.first_audio_delay + candidate.duration + options.margin > answer_at:
             continue
         return Decision(True, "answer_late", candidate, answer_expected_after=after)
-    return Decision(False, "no_phrase_fits", answer_expected_after=after)
+    # Still no first token: look again when the answer was due; if it has not come by then, it is
+    # later than thought and a phrase may fit.
+    recheck = answer_at if turn.llm_first_token_at is None else None
+    return Decision(False, "no_phrase_fits", answer_expected_after=after, recheck_at=recheck)
 
 
 class LatencyEstimator:
