@@ -210,11 +210,13 @@ async def test_no_call_is_cut_when_its_pod_is_scaled_down(fleet: Fleet, record_p
     # The drain deadline: the pod's grace period (spec default 600 s) less livekit's shutdown margin.
     config = fleet.agents.core.read_namespaced_config_map(f"{AGENT}-worker-config", AGENTS_NAMESPACE).data
     assert config["AGENT_DRAIN_TIMEOUT"] == "585"
-    await talk_through_a_stop(fleet, lambda: fleet.agents.patch(AGENT, {"spec": {"replicas": 0}}),
-                              "scale-down", record_property)
-    fleet.agents.patch(AGENT, {"spec": {"replicas": None}})
-    await asyncio.to_thread(wait_for_pods, fleet.agents.api, AGENTS_NAMESPACE, SELECTOR, 1,
-                            "autoscaling back to one worker", 240)
+    try:
+        await talk_through_a_stop(fleet, lambda: fleet.agents.patch(AGENT, {"spec": {"replicas": 0}}),
+                                  "scale-down", record_property)
+    finally:  # the module's later tests start from one autoscaled worker, whatever happened here
+        fleet.agents.patch(AGENT, {"spec": {"replicas": None}})
+        await asyncio.to_thread(wait_for_pods, fleet.agents.api, AGENTS_NAMESPACE, SELECTOR, 1,
+                                "autoscaling back to one worker", 240)
 
 
 async def test_no_call_is_cut_by_a_rolling_update(fleet: Fleet, record_property):
