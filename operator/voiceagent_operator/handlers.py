@@ -61,7 +61,6 @@ async def handle_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf's bookkeeping goes to annotations, so the status holds only what the CRD declares.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     # Kopf's timers need a finalizer; on deletion it waits for the running reconcile to return, and
     # this is how soon it looks again (its default, 60 s, would hold a deletion for a minute).
     settings.persistence.finalizer = f"{GROUP}/operator"
@@ -80,11 +79,19 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
         settings.peering.priority = random.randint(1, 2**31 - 1)
     # Kopf's own INFO lines ("Handler ... succeeded") are not posted as Events: ours say what changed.
     settings.posting.level = logging.WARNING
+    # Kopf posts each object's Events from its own worker over an unlimited connection pool: a burst
+    # of new VoiceAgents opened a TLS connection per object (130 at once for 100 creates), and the
+    # memory they took was never given back. A few posters at a time suffice.
+    settings.posting.worker_limit = EVENT_POSTERS
+    # Kopf keeps a worker per watched object while its events come, and this long after (5 s by
+    # default): a burst of new VoiceAgents and their children held thousands at once.
+    settings.queueing.idle_timeout = 1.0
     # Watch only our children and worker pods (server-side label selectors), for the indexes below.
     for group, version, plural, _ in CHILD_KINDS:
         settings.watching.label_selectors[_selector(group, version, plural)] = CHILDREN_SELECTOR
     settings.watching.label_selectors[_selector("", "v1", "pods")] = WORKER_PODS_SELECTOR
     memo.agents = {}
+    memo.generations = {}  # uid -> the VoiceAgent's metadata.generation last seen (handle_event)
     memo.reconcile_slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
     memo.cache = Cache()
     memo.fleet = Fleet(OPTIONS.observe_seconds, OPTIONS.scrape_timeout_seconds, OPTIONS.scrape_concurrency)
@@ -127,7 +134,8 @@ QUIET_INDEXERS = QuietIndexers()
 PEERING_LIFETIME_SECONDS = 10
 # Reconciliations in flight at once, for the whole operator (first come, first served): a burst of new
 # VoiceAgents is worked through in order, with bounded memory and apiserver load, not all at once.
-CONCURRENT_RECONCILES = 16
+CONCURRENT_RECONCILES = 32
+EVENT_POSTERS = 4
 
 
 @kopf.on.cleanup()
@@ -202,21 +210,24 @@ async def _stopped(stopped: kopf.DaemonStopped) -> None:
     await stopped.wait()
 
 
-@kopf.on.update(*RESOURCE)
-async def handle_update(body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
-    memo.cache.attach(indexes)
-    await run_reconcile(dict(body), memo)
-
-
 @kopf.on.event(*RESOURCE)
 async def handle_event(type: str, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """On deletion the children go with their ownerReferences; the operator forgets the agent."""
+    """A new spec (a new generation) wakes the VoiceAgent's daemon at once. An event handler, not
+    `kopf.on.update`: Kopf would keep a copy of every VoiceAgent in an annotation to diff against (one
+    more write per new VoiceAgent, and a deep copy on every event). On deletion the children go with
+    their ownerReferences; the operator forgets the agent."""
     if type == "DELETED":
         _forget(memo, uid, body)
+        return
+    generation = body.get("metadata", {}).get("generation")
+    if memo.generations.get(uid, generation) != generation and uid in memo.fleet.wakes:
+        memo.fleet.wakes[uid].set()
+    memo.generations[uid] = generation
 
 
 def _forget(memo: kopf.Memo, uid: str, body: kopf.Body) -> None:
     memo.agents.pop(uid, None)
+    memo.generations.pop(uid, None)
     owner = Owner.of(dict(body))
     memo.cache.forget(owner)
     metrics.forget(owner.namespace, owner.name)

@@ -37,7 +37,6 @@ async def test_an_explicit_priority_is_kept() -> None:
 async def test_kopf_bookkeeping_stays_out_of_the_status() -> None:
     settings = await _started(kopf.OperatorSettings())
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
-    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
 
 
 def test_a_request_kopf_will_retry_is_logged_as_a_warning_and_its_final_failure_as_an_error():
@@ -60,4 +59,4 @@ def test_an_index_update_is_not_logged_but_an_indexer_failure_and_other_handlers
 
     assert not kept(logging.INFO, "Indexer 'worker_pods' succeeded.")
     assert kept(logging.ERROR, "Indexer 'worker_pods' failed with an exception. Will ignore.")
-    assert kept(logging.INFO, "Handler 'handle_update' succeeded.")
+    assert kept(logging.INFO, "Handler 'handle_event' succeeded.")

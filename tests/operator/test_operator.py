@@ -172,9 +172,10 @@ def pull_job(name: str, spec: dict[str, Any]) -> str:
 
 async def test_ollama_is_created_reported_and_removed_keeping_its_models(api) -> None:
     await create(api, "local", ollama_spec())
+    # The children are applied side by side: each appears on its own.
     await eventually(lambda: obj(api, "apps/v1/deployments", "local-ollama"))
-    assert obj(api, "v1/services", "local-ollama") is not None
-    assert obj(api, "v1/persistentvolumeclaims", "local-ollama-models") is not None
+    await eventually(lambda: obj(api, "v1/services", "local-ollama"))
+    await eventually(lambda: obj(api, "v1/persistentvolumeclaims", "local-ollama-models"))
     job = pull_job("local", ollama_spec())
     await eventually(lambda: obj(api, "batch/v1/jobs", job))
     # The Job has no status yet (no Job controller here): the models are being pulled.
