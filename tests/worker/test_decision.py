@@ -11,7 +11,7 @@ from agent_worker.decision import Candidate, Estimate, History, LatencyEstimator
 
 STOCK = [Candidate(text, "stock", 0.0, 0.4) for text in ("Okay.", "Sure.", "One moment.")]
 QUESTION = "what is the weather in Paris"
-OPTIONS = Options(late_after=1.2)
+OPTIONS = Options()
 
 
 def turn(*, now: float = 0.5, started: float | None = 0.1, first_token: float | None = None, ready: bool = False, text: str = QUESTION) -> Turn:

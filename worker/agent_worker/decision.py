@@ -1,9 +1,8 @@
 """Whether and what to say before the answer: one pure decision per turn.
 
 The rule: speak one short acknowledgement only when the answer will reach the caller at least
-`late_after` seconds (1.0 s) after the end of their speech, and stay silent otherwise. A stock
-filler is heard at about `late_after` plus the call's transport (0.1-0.2 s over WebRTC), so 1.0 s
-puts it where the products that ship the idea fire theirs (Inworld's "responsiveness": 1.2 s). Whether it will is known, not guessed, once a deadline has passed:
+`late_after` seconds (1.2 s, as Inworld's "responsiveness" waits) after the end of their speech,
+and stay silent otherwise. Whether it will is known, not guessed, once a deadline has passed:
 `late_after` minus the TTS's usual time to first audio after the end of speech. A main LLM whose
 first token has not come by then cannot be heard before `late_after`. Before the deadline the
 filler is said only when the session's answers are consistently slow: even the quickest of its
@@ -33,7 +32,7 @@ def normalize(text: str) -> str:
 
 @dataclass(frozen=True)
 class Options:
-    late_after: float = 1.0
+    late_after: float = 1.2
     """Seconds from the end of the caller's speech from which an answer counts as late."""
     min_words: int = 3
     """Turns with fewer words ("yes", "thank you") get no filler: their answers are short."""

@@ -59,7 +59,7 @@ class PreResponseOptions:
     min_words: int = 3
     use_cache: bool = True
     context_items: int = 4
-    late_after: float = 1.0
+    late_after: float = 1.2
     min_gap: float = 0.0
     stock_phrases: Sequence[str] = STOCK_PHRASES
     recovery_line: str = RECOVERY_LINE
