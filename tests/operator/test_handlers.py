@@ -6,12 +6,30 @@ import logging
 
 import kopf
 
-from voiceagent_operator.handlers import QUIET_INDEXERS, RETRIED_REQUEST_IS_A_WARNING, handle_startup
+from voiceagent_operator.handlers import QUIET_INDEXERS, RETRIED_REQUEST_IS_A_WARNING, handle_event, handle_startup
 
 
 async def _started(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
     await handle_startup(settings=settings, memo=kopf.Memo())
     return settings
+
+
+async def test_a_new_generation_wakes_the_voiceagents_daemon_and_a_status_change_does_not() -> None:
+    memo = kopf.Memo()
+    await handle_startup(settings=kopf.OperatorSettings(), memo=memo)
+    wake = memo.fleet.register("uid-1")
+
+    def body(generation: int) -> kopf.Body:
+        return kopf.Body({"metadata": {"name": "a", "namespace": "ns", "uid": "uid-1", "generation": generation}})
+
+    await handle_event(type="ADDED", uid="uid-1", body=body(1), memo=memo)
+    assert not wake.is_set()  # first sight: the daemon reconciles at start anyway
+    await handle_event(type="MODIFIED", uid="uid-1", body=body(1), memo=memo)  # e.g. our status patch
+    assert not wake.is_set()
+    await handle_event(type="MODIFIED", uid="uid-1", body=body(2), memo=memo)  # a new spec
+    assert wake.is_set()
+    await handle_event(type="DELETED", uid="uid-1", body=body(2), memo=memo)
+    assert "uid-1" not in memo.generations
 
 
 async def test_two_replicas_peer_with_different_priorities_so_one_stays_active() -> None:
