@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 
+from agent_worker.preresponse import PreResponseOptions, cached_phrases
+
 from .harness.caller import HeardTurn, call
 from .harness.worker import slower_model, voice_model, worker_process  # noqa: F401 (fixture)
 
@@ -68,12 +70,16 @@ def describe(turn: HeardTurn) -> dict:
 # machine's load, so a failure is retried (reported as a rerun); the assertions themselves are strict.
 @pytest.mark.flaky(reruns=2)
 async def test_a_caller_hears_the_filler_then_the_local_models_answer_and_prometheus_counts_the_turns(
-    worker_process, livekit_server, model_server, start_prometheus, record_property,  # noqa: F811
+    worker_process, livekit_server, model_server, start_prometheus, record_property, tmp_path,  # noqa: F811
 ):
     model = await asyncio.to_thread(voice_model, model_server)
+    fillers = tmp_path / "fillers"
     async with slower_model(model_server.base_url, MAIN_MODEL_DELAY) as main_base_url:
         worker = await asyncio.to_thread(worker_process, AGENT_LLM_MODEL=model, AGENT_LLM_BASE_URL=main_base_url,
-                                         AGENT_FAST_LLM_MODEL=model)
+                                         AGENT_FAST_LLM_MODEL=model, AGENT_PRERESPONSE_CACHE_DIR=str(fillers))
+        # The pod's stock phrases are synthesized before the worker registers: even the first
+        # call's first turn has them.
+        assert len(list(fillers.glob("*/*.pcm"))) == len(cached_phrases(PreResponseOptions()))
         await converse(worker, livekit_server, model, start_prometheus, record_property)
 
 

@@ -11,7 +11,7 @@ from agent_worker.decision import Candidate, Estimate, History, LatencyEstimator
 
 STOCK = [Candidate(text, "stock", 0.0, 0.4) for text in ("Okay.", "Sure.", "One moment.")]
 QUESTION = "what is the weather in Paris"
-OPTIONS = Options()
+OPTIONS = Options(playout_delay=0.0)  # times at the worker are then times at the ear
 
 
 def turn(*, now: float = 0.5, started: float | None = 0.1, first_token: float | None = None, ready: bool = False, text: str = QUESTION) -> Turn:
@@ -45,6 +45,23 @@ def test_past_the_deadline_the_phrase_ends_before_the_quickest_slow_answer_of_th
     decision = decide(turn(now=0.9), mixed, History(), long_and_short, OPTIONS)
     assert decision.speak and decision.phrase.text == "Okay."
     assert decision.answer_expected_after == pytest.approx(1.65)
+
+def test_lateness_is_judged_at_the_callers_ear_a_playout_delay_after_the_worker_sends():
+    mixed = Estimate(1.8, 0.3, llm_ttft_quickest=0.15, tts_ttfb_quickest=0.25)
+    over_webrtc = Options(playout_delay=0.15)
+    # heard 0.15 s after it is sent: a first token missing at 1.2 - 0.15 - 0.3 cannot be heard before 1.2
+    assert decide(turn(now=0.3), mixed, History(), STOCK, over_webrtc).recheck_at == pytest.approx(0.75)
+    late = decide(turn(now=0.75), mixed, History(), STOCK, over_webrtc)
+    # the answer is expected at the usual first token (0.1 + 1.8) plus the TTS's 0.3, heard 0.15 later
+    assert late.speak and late.answer_expected_after == pytest.approx(2.35)
+    assert not decide(turn(now=0.75), mixed, History(), STOCK, OPTIONS).speak
+    # a first token at 0.8 is sent at 1.1 and heard at 1.25: late at the ear, though not at the
+    # worker (no 0.4 s phrase ends before it, though)
+    in_time_at_worker = decide(turn(now=0.8, first_token=0.8), mixed, History(), STOCK, OPTIONS)
+    heard_late = decide(turn(now=0.8, first_token=0.8), mixed, History(), STOCK, over_webrtc)
+    assert (in_time_at_worker.reason, heard_late.reason) == ("answer_soon", "no_phrase_fits")
+    assert heard_late.answer_expected_after == pytest.approx(1.25)
+
 
 def test_an_answer_whose_first_token_is_in_gets_no_filler():
     decision = decide(turn(first_token=0.3), SLOW, History(), STOCK, OPTIONS)

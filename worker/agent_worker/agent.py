@@ -41,11 +41,14 @@ from .preresponse import (
     FillerCache,
     OpeningStripper,
     PreResponseOptions,
+    cached_phrases,
     clean_filler,
     filler_context,
     frames_of,
     generate_filler_text,
 )
+
+logger = logging.getLogger("agent_worker.agent")
 
 logger = logging.getLogger("agent_worker.agent")
 
@@ -111,7 +114,8 @@ class PreResponseAgent(Agent):
         self._fast_llm = fast_llm
         self._options = options or PreResponseOptions()
         self._decision_options = Options(
-            late_after=self._options.late_after, min_words=self._options.min_words, min_gap=self._options.min_gap
+            late_after=self._options.late_after, playout_delay=self._options.playout_delay,
+            min_words=self._options.min_words, min_gap=self._options.min_gap,
         )
         self._observer = observer
         self._announce_filler = announce_filler
@@ -148,8 +152,7 @@ class PreResponseAgent(Agent):
         if session.tts is not None:
             session.tts.on("metrics_collected", self._on_tts_metrics)
         if self._options.enabled and self._options.use_cache and session.tts is not None:
-            phrases = [*self._options.stock_phrases, self._options.recovery_line]
-            self._cache = FillerCache(session.tts, phrases, self._options.cache_dir)
+            self._cache = FillerCache(session.tts, cached_phrases(self._options), self._options.cache_dir)
             self._cache.warm().add_done_callback(self._seed_tts_estimate)
 
     async def on_exit(self) -> None:
@@ -356,6 +359,10 @@ class PreResponseAgent(Agent):
 
     def _finish(self, record: TurnRecord, outcome: str, latency: float | None) -> None:
         record.filler_outcome = outcome
+        expected = record.decision.answer_expected_after if record.decision else None
+        logger.info("pre-response %s: %s%s", outcome,
+                    f"filler {record.filler_text!r} at {latency:.3f} s" if latency is not None else "no filler",
+                    f", answer expected {expected:.3f} s after the end of speech" if expected is not None else "")
         if self._observer is not None:
             self._observer.on_preresponse(outcome, latency)
 

@@ -12,6 +12,7 @@ Configuration errors print one line naming the variable and the fix, and exit wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -73,6 +74,8 @@ def _run_livekit(command: str, rest: list[str], settings: Settings) -> int:
 
     from . import server as server_module
 
+    if command == "start":
+        asyncio.run(server_module.synthesize_stock_phrases(settings))
     if not rest or rest[0].startswith("-"):
         rest = [str(server_module.__file__), *rest]
     return livekit_main([command, *rest])

@@ -130,7 +130,11 @@ class Settings(BaseSettings):
     preresponse_cache: bool = Field(True, description="Pre-synthesize stock acknowledgements once per worker pod, shared by its calls")
     preresponse_late_after: float = Field(
         1.2, ge=0.0, le=10.0,
-        description="A filler is said only when the answer is expected this many seconds or more after the caller stops speaking",
+        description="A filler is said only when the answer would reach the caller this many seconds or more after they stop speaking",
+    )
+    preresponse_playout_delay: float = Field(
+        0.15, ge=0.0, le=1.0,
+        description="Seconds from the worker sending audio to the caller hearing it (WebRTC and jitter buffer; 0.13 measured on loopback)",
     )
     preresponse_min_gap: float = Field(0.0, ge=0.0, le=120.0, description="Seconds between the starts of two fillers (0: at most one per turn only)")
     preresponse_cache_dir: str = Field(

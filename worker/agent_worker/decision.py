@@ -2,9 +2,12 @@
 
 The rule: speak one short acknowledgement only when the answer will reach the caller at least
 `late_after` seconds (1.2 s, as Inworld's "responsiveness" waits) after the end of their speech,
-and stay silent otherwise. Whether it will is known, not guessed, once a deadline has passed:
-`late_after` minus the TTS's usual time to first audio after the end of speech. A main LLM whose
-first token has not come by then cannot be heard before `late_after`. Before the deadline the
+and stay silent otherwise. Times are at the caller's ear: audio the worker sends is heard
+`playout_delay` later (WebRTC packetization, the network and the caller's jitter buffer), so the
+worker's own moment of lateness is `late_after - playout_delay` after the end of speech. Whether
+the answer will be late is known, not guessed, once a deadline has passed: that moment minus the
+TTS's usual time to first audio. A main LLM whose first token has not come by then cannot be
+heard before `late_after`. Before the deadline the
 filler is said only when the session's answers are consistently slow: even the quickest of its
 recent requests (main LLM plus TTS) would make this answer late. A high estimate alone never
 speaks early, since on a day of mixed quick and slow answers it would talk over quick ones.
@@ -33,7 +36,11 @@ def normalize(text: str) -> str:
 @dataclass(frozen=True)
 class Options:
     late_after: float = 1.2
-    """Seconds from the end of the caller's speech from which an answer counts as late."""
+    """Seconds from the end of the caller's speech to the caller hearing the answer, from which an
+    answer counts as late."""
+    playout_delay: float = 0.15
+    """Seconds from the worker sending audio to the caller hearing it (0.13 s measured over
+    WebRTC on loopback; a real network adds its own)."""
     min_words: int = 3
     """Turns with fewer words ("yes", "thank you") get no filler: their answers are short."""
     min_gap: float = 0.0
@@ -92,7 +99,7 @@ class Decision:
     speak: bool
     reason: str
     phrase: Candidate | None = None
-    answer_expected_after: float | None = None  # seconds after the end of speech
+    answer_expected_after: float | None = None  # seconds after the end of speech, at the caller's ear
     recheck_at: float | None = None
     """Silent for now, but the main LLM's first token is still to come: decide again at this time
     (or at the first token, whichever is first), since a model slower than usual is a late answer."""
@@ -142,9 +149,14 @@ def earliest_late_answer_at(turn: Turn, estimate: Estimate) -> float:
     return started + min(later) + tts
 
 
+def late_at(turn: Turn, options: Options) -> float:
+    """The moment from which audio the worker sends reaches the caller late."""
+    return turn.speech_ended_at + options.late_after - options.playout_delay
+
+
 def late_deadline(turn: Turn, estimate: Estimate, options: Options) -> float:
     """The moment from which an answer whose first token is still missing is late for sure."""
-    return turn.speech_ended_at + options.late_after - estimate.tts_ttfb
+    return late_at(turn, options) - estimate.tts_ttfb
 
 
 def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequence[Candidate], options: Options) -> Decision:
@@ -154,21 +166,25 @@ def decide(turn: Turn, estimate: Estimate, history: History, candidates: Sequenc
         return Decision(False, "answer_first")
     if turn.answer_failed:
         return Decision(False, "answer_failed")
+
+    def heard_after(at: float) -> float:
+        return at + options.playout_delay - turn.speech_ended_at
+
     if turn.llm_first_token_at is not None:
         answer_at = expected_answer_at(turn, estimate)
-        if answer_at - turn.speech_ended_at < options.late_after:
-            return Decision(False, "answer_soon", answer_expected_after=answer_at - turn.speech_ended_at)
+        if answer_at < late_at(turn, options):
+            return Decision(False, "answer_soon", answer_expected_after=heard_after(answer_at))
     else:
         quickest = quickest_answer_at(turn, estimate)
-        if quickest is not None and quickest - turn.speech_ended_at >= options.late_after:
+        if quickest is not None and quickest >= late_at(turn, options):
             answer_at = quickest  # consistently slow: late even at its quickest; end before that
         else:
             deadline = late_deadline(turn, estimate, options)
             if turn.now < deadline:
-                expected = expected_answer_at(turn, estimate) - turn.speech_ended_at
+                expected = heard_after(expected_answer_at(turn, estimate))
                 return Decision(False, "answer_soon", answer_expected_after=expected, recheck_at=deadline)
-            answer_at = max(earliest_late_answer_at(turn, estimate), turn.speech_ended_at + options.late_after)
-    after = answer_at - turn.speech_ended_at
+            answer_at = max(earliest_late_answer_at(turn, estimate), late_at(turn, options))
+    after = heard_after(answer_at)
     if history.last_filler_at is not None and turn.now - history.last_filler_at < options.min_gap:
         return Decision(False, "too_soon", answer_expected_after=after)
     previous = normalize(history.previous_filler) if history.previous_filler else None

@@ -60,10 +60,16 @@ class PreResponseOptions:
     use_cache: bool = True
     context_items: int = 4
     late_after: float = 1.2
+    playout_delay: float = 0.15
     min_gap: float = 0.0
     stock_phrases: Sequence[str] = STOCK_PHRASES
     recovery_line: str = RECOVERY_LINE
     cache_dir: Path = DEFAULT_CACHE_DIR
+
+
+def cached_phrases(options: PreResponseOptions) -> list[str]:
+    """What the pod synthesizes once: the stock phrases and the recovery line."""
+    return [*options.stock_phrases, options.recovery_line]
 
 
 def is_safe_filler(text: str) -> bool:

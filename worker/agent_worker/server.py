@@ -7,6 +7,7 @@ object its CLI looks for. Configuration errors are caught earlier by `agent-work
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 
@@ -19,9 +20,14 @@ from .agent import FILLER_ATTRIBUTE, PreResponseAgent
 from .config import JOB_SHUTDOWN_TIMEOUT, Settings, load_settings
 from .exporter import READINESS
 from .metrics import SessionRecorder
-from .preresponse import DEFAULT_CACHE_DIR, PreResponseOptions
+from .preresponse import DEFAULT_CACHE_DIR, FillerCache, PreResponseOptions, cached_phrases
 from .pricing import PriceTable
-from .providers import Components, build_components, build_turn_handling, build_vad, watch
+from .providers import Components, build_components, build_tts, build_turn_handling, build_vad, watch
+
+logger = logging.getLogger("agent_worker.server")
+
+# A worker whose TTS is down still starts after this; its first call synthesizes what is missing.
+STOCK_PHRASES_TIMEOUT = 15.0
 
 
 def preresponse_options(settings: Settings) -> PreResponseOptions:
@@ -31,6 +37,7 @@ def preresponse_options(settings: Settings) -> PreResponseOptions:
         min_words=settings.preresponse_min_words,
         use_cache=settings.preresponse_cache,
         late_after=settings.preresponse_late_after,
+        playout_delay=settings.preresponse_playout_delay,
         min_gap=settings.preresponse_min_gap,
         cache_dir=Path(settings.preresponse_cache_dir) if settings.preresponse_cache_dir else DEFAULT_CACHE_DIR,
     )
@@ -51,6 +58,21 @@ def build_session(settings: Settings, components: Components) -> AgentSession:
         turn_handling=build_turn_handling(settings),
         conn_options=session_connect_options(settings),
     )
+
+
+async def synthesize_stock_phrases(settings: Settings, timeout: float = STOCK_PHRASES_TIMEOUT) -> None:
+    """Fill the pod's filler cache before the worker registers, so even the first call's first
+    turn has its stock phrases (job processes read them from the shared folder)."""
+    options = preresponse_options(settings)
+    if not (options.enabled and options.use_cache):
+        return
+    engine = build_tts(settings).instance
+    try:
+        await asyncio.wait_for(FillerCache(engine, cached_phrases(options), options.cache_dir).warm(), timeout)
+    except Exception as exc:  # the TTS is unreachable or slow: start anyway, calls retry the missing phrases
+        logger.warning("stock phrases not synthesized at start (%s); the first call synthesizes them", type(exc).__name__)
+    finally:
+        await engine.aclose()
 
 
 def prewarm(proc: JobProcess) -> None:
