@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterator
 
-from kubernetes.utils.quantity import parse_quantity
-
 from .naming import APPLIED_HASH_ANNOTATION, FIELD_MANAGER
 
 # How many field paths an Event or a condition names before "and N more".
@@ -220,6 +218,24 @@ def _differences(desired: Any, live: Any, path: Path) -> Iterator[Path]:
         yield path
 
 
+# Kubernetes quantity suffixes (resource.Quantity): binary, then decimal SI.
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
+    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18"),
+}
+
+
+def quantity(value: str | int | float) -> Decimal:
+    """A Kubernetes quantity's value ("500m" -> 0.5, "2Gi" -> 2147483648, "1e3" -> 1000)."""
+    text = str(value).strip()
+    number = text.rstrip("KMGTPEikmnu")
+    suffix = text[len(number):]
+    if suffix not in _SUFFIXES or not number:
+        raise ValueError(f"{value!r} is not a quantity")
+    return Decimal(number) * _SUFFIXES[suffix]
+
+
 def _same_scalar(desired: Any, live: Any) -> bool:
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired is live
@@ -228,7 +244,7 @@ def _same_scalar(desired: Any, live: Any) -> bool:
     # The apiserver stores quantities in canonical form ("0.5" -> "500m", 1 -> "1"): compare values.
     if isinstance(desired, (str, int, float)) and isinstance(live, (str, int, float)):
         try:
-            return Decimal(parse_quantity(desired)) == Decimal(parse_quantity(live))
+            return quantity(desired) == quantity(live)
         except (ValueError, ArithmeticError):
             return False
     return False

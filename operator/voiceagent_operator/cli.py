@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render([crd_manifest(), *kopf_peering_crds()]))
         return 0
     if args[0] == "run":
+        # Kopf imports the official Kubernetes client whenever it is installed, only to recognise its
+        # objects; the operator passes none (kube.py speaks HTTP itself), and the client's generated
+        # models would take about 35 MiB of every replica's memory.
+        sys.modules.setdefault("kubernetes", None)  # type: ignore[assignment]
         from kopf.cli import main as kopf_main
 
         # Read by the handlers (OperatorOptions.scan_cluster) when Kopf imports them; an explicit

@@ -32,7 +32,7 @@ from .cache import (
     index_name,
     index_worker_pod,
 )
-from .kube import Kube, connection_info, load_configuration
+from .kube import Kube, login
 from .naming import Owner
 from .options import OperatorOptions
 from .reconcile import AgentMemory, Context, needs_reconcile, reconcile
@@ -46,15 +46,15 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 
 
 @kopf.on.login()
-async def handle_login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    """Kopf and the operator's own client authenticate from the same configuration."""
-    configuration = await load_configuration()
+async def handle_login(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf and the operator's own client authenticate with the same credentials."""
+    info, token_file = login(settings)
     previous = getattr(memo, "kube", None)
-    memo.kube = Kube.from_configuration(configuration)
+    memo.kube = Kube(info, token_file)
     memo.cache.kube = memo.kube  # the startup handler made the cache; Kopf logs in after it
     if previous is not None:  # a re-login after the credentials expired
         await previous.close()
-    return await connection_info(configuration)
+    return info
 
 
 @kopf.on.startup()

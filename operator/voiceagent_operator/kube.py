@@ -1,20 +1,28 @@
 """A thin async Kubernetes API client for the few kinds the operator touches.
 
-Built on `kubernetes.aio`'s ApiClient (so kubeconfig, in-cluster tokens, exec plugins and TLS
-work as with kubectl) but addressing objects by apiVersion/kind/name, without API discovery.
+aiohttp with the credentials Kopf logs in with (`login`): in a pod its ServiceAccount (the token
+re-read as the kubelet rotates it), elsewhere $KUBECONFIG or ~/.kube/config through Kopf's own
+reader (a token, a client certificate or basic auth) or, for an exec plugin (EKS, GKE, OIDC), the
+plugin's credential. Objects are addressed by apiVersion/kind/name, without API discovery. No generated client: its models alone take about
+35 MiB of every replica's memory (see `cli.main`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import logging
 import os
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import kopf
-from kubernetes.aio import client as aio_client
-from kubernetes.aio import config as aio_config
+import yaml
 
 from .naming import FIELD_MANAGER
 
@@ -25,6 +33,10 @@ APPLY_PATCH = "application/apply-patch+yaml"
 # flight share them; see handlers.CONCURRENT_RECONCILES).
 CONNECTIONS = 32
 MERGE_PATCH = "application/merge-patch+json"
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# How often a ServiceAccount token is read again (client-go's interval): the kubelet rotates it.
+TOKEN_REFRESH_SECONDS = 60.0
+TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
 
 class ApiError(Exception):
@@ -50,35 +62,93 @@ def object_path(api_version: str, kind: str, namespace: str | None, name: str, s
     return f"{path}/{subresource}" if subresource else path
 
 
-async def load_configuration() -> aio_client.Configuration:
-    """In a pod, its ServiceAccount; elsewhere $KUBECONFIG (read now, not at import) or ~/.kube/config.
+def in_cluster(account: Path = SERVICE_ACCOUNT) -> kopf.ConnectionInfo | None:
+    """The pod's ServiceAccount and the apiserver's address from the environment (as client-go's
+    InClusterConfig), or None outside a pod."""
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    token = account / "token"
+    if not (host and port and token.exists()):
+        return None
+    namespace = account / "namespace"
+    return kopf.ConnectionInfo(
+        server=f"https://{f'[{host}]' if ':' in host else host}:{port}",
+        ca_path=str(account / "ca.crt"),
+        token=token.read_text().strip(),
+        default_namespace=namespace.read_text().strip() if namespace.exists() else None,
+    )
 
-    Both the operator's own client and Kopf's (see `handlers.handle_login`) use this one result.
-    """
-    configuration = aio_client.Configuration()
-    # At most this many requests in flight (one TLS connection each, ~0.3 MiB of buffers): a burst of
-    # new VoiceAgents queues for a connection instead of opening one per request.
-    configuration.connection_pool_maxsize = CONNECTIONS
+
+def login(settings: kopf.OperatorSettings) -> tuple[kopf.ConnectionInfo, Path | None]:
+    """Credentials for Kopf and for `Kube`: in a pod its ServiceAccount (and the token file to follow
+    as it rotates), elsewhere the kubeconfig (and None)."""
+    info = in_cluster()
+    if info is not None:
+        return info, SERVICE_ACCOUNT / "token"
+    info = kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no ServiceAccount token and no kubeconfig: run in a pod or set KUBECONFIG")
+    plugin = exec_plugin()
+    if plugin is not None:  # Kopf's reader ignores exec plugins (EKS, GKE, OIDC): run it as kubectl does
+        info = dataclasses.replace(info, **exec_credential(plugin))
+    return info, None
+
+
+def exec_plugin() -> dict[str, Any] | None:
+    """The current kubeconfig user's `exec` entry, if it has one."""
+    paths = [os.path.expanduser(p) for p in (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep) if p]
+    configs = [yaml.safe_load(Path(path).read_text()) or {} for path in paths if Path(path).exists()]
+    current = next((c["current-context"] for c in configs if c.get("current-context")), None)
+    contexts = {item["name"]: item.get("context") or {} for c in reversed(configs) for item in c.get("contexts") or []}
+    users = {item["name"]: item.get("user") or {} for c in reversed(configs) for item in c.get("users") or []}
+    user = users.get(contexts.get(current, {}).get("user"), {})
+    return user.get("exec")
+
+
+def exec_credential(plugin: dict[str, Any]) -> dict[str, Any]:
+    """Run a client-go credential plugin; its token or client certificate, as ConnectionInfo fields."""
+    env = {**os.environ, **{item["name"]: item["value"] for item in plugin.get("env") or []}}
     try:
-        aio_config.load_incluster_config(client_configuration=configuration)
-    except aio_config.ConfigException:
-        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        await aio_config.load_kube_config(config_file=path, client_configuration=configuration, persist_config=False)
-    return configuration
+        done = subprocess.run([plugin["command"], *(plugin.get("args") or [])], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        status = json.loads(done.stdout).get("status") or {}
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise kopf.LoginError(f"the kubeconfig's exec plugin {plugin.get('command')!r} failed: {exc}") from None
+    expires = status.get("expirationTimestamp")
+    # Kopf logs in again (and the operator's client follows) when it expires.
+    expiration = {"expiration": datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))} if expires else {}
+    if status.get("token"):
+        return {"token": status["token"], **expiration}
+    if status.get("clientCertificateData") and status.get("clientKeyData"):
+        return {"certificate_data": status["clientCertificateData"], "private_key_data": status["clientKeyData"], **expiration}
+    raise kopf.LoginError(f"the kubeconfig's exec plugin {plugin.get('command')!r} returned no token or certificate")
 
 
 class Kube:
     """Requests against one apiserver, authenticated as the operator."""
 
-    def __init__(self, api_client: aio_client.ApiClient) -> None:
-        self._client = api_client
-
-    @classmethod
-    def from_configuration(cls, configuration: aio_client.Configuration) -> Kube:
-        return cls(aio_client.ApiClient(configuration))
+    def __init__(self, info: kopf.ConnectionInfo, token_file: Path | None = None) -> None:
+        self._server = info.server.rstrip("/")
+        self._headers = {**info.as_http_headers(), "Accept": "application/json"}  # token or basic auth
+        self._session = aiohttp.ClientSession(
+            # At most CONNECTIONS requests in flight (one TLS connection each, ~0.3 MiB of buffers): a
+            # burst of new VoiceAgents queues for a connection instead of opening one per request.
+            connector=aiohttp.TCPConnector(limit=CONNECTIONS, ssl=info.as_ssl_context()),
+            timeout=TIMEOUT,
+        )
+        self._token_file = token_file
+        self._token_read_at = time.monotonic()
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._session.close()
+
+    def _refresh_token(self) -> None:
+        if self._token_file is None or time.monotonic() - self._token_read_at < TOKEN_REFRESH_SECONDS:
+            return
+        self._token_read_at = time.monotonic()
+        try:
+            self._headers["Authorization"] = f"Bearer {self._token_file.read_text().strip()}"
+        except OSError as exc:
+            log.warning("cannot read the ServiceAccount token again (%s); using the last one", exc.strerror)
 
     async def request(
         self,
@@ -88,19 +158,19 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        serialized = await self._client.param_serialize(
-            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
-        response = await self._client.call_api(*serialized)
-        data = await response.read()
+        self._refresh_token()
+        headers = {**self._headers, "Content-Type": content_type}
+        data = json.dumps(body).encode() if body is not None else None
+        async with self._session.request(method, self._server + path, params=query or None, data=data,
+                                          headers=headers) as response:
+            payload = await response.read()
         if not 200 <= response.status < 300:
             try:
-                message = json.loads(data).get("message", "")
+                message = json.loads(payload).get("message", "")
             except (ValueError, AttributeError):
-                message = data[:200].decode(errors="replace")
+                message = payload[:200].decode(errors="replace")
             raise ApiError(response.status, method, path, message)
-        return json.loads(data) if data else None
+        return json.loads(payload) if payload else None
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
@@ -148,20 +218,3 @@ class Kube:
                 return False
             raise
         return any(item.get("name") == resource for item in found.get("resources", []))
-
-
-async def connection_info(configuration: aio_client.Configuration) -> kopf.ConnectionInfo:
-    """The same credentials in Kopf's terms."""
-    header = await configuration.get_api_key_with_prefix("BearerToken") or ""
-    scheme, _, token = header.partition(" ") if " " in header else ("", "", header)
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme or None,
-        token=token or None,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from voiceagent_operator.apply import CREATE, REFUSE, SKIP, UPDATE, decide_apply, stamped
+from decimal import Decimal
+
+import pytest
+from kubernetes.utils.quantity import parse_quantity
+
+from voiceagent_operator.apply import CREATE, REFUSE, SKIP, UPDATE, decide_apply, quantity, stamped
 from voiceagent_operator.naming import APPLIED_HASH_ANNOTATION
 from voiceagent_operator.builders.ollama_pull import ModelsState
 from voiceagent_operator.status import (
@@ -200,3 +205,14 @@ def test_ollama_and_monitoring_conditions_give_a_reason() -> None:
     assert (missing.status, missing.reason) == (False, "ServiceMonitorAPIMissing")
     assert "Prometheus Operator" in missing.message
     assert monitoring_condition(True, True).status is True
+
+
+@pytest.mark.parametrize("text", ["500m", "0.5", "1", "2Gi", "1e3", "1E3", "100Mi", "1k", "1.5G", "12e-3", "1Ki", "3E", 2, 0.25])
+def test_quantities_are_read_as_the_official_client_reads_them(text) -> None:
+    assert quantity(text) == Decimal(parse_quantity(text))
+
+
+@pytest.mark.parametrize("text", ["abc", "Mi", "1Q", "", "1.2.3", "1mm"])
+def test_what_is_not_a_quantity_is_refused(text) -> None:
+    with pytest.raises((ValueError, ArithmeticError)):
+        quantity(text)
