@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -61,14 +62,16 @@ class AgentMemory:
     """What the operator remembers about one VoiceAgent between reconciliations (forgotten when paused)."""
 
     history: History = field(default_factory=History)
-    # The status this operator last wrote (the apiserver's answer): the watched body can lag behind it.
-    written_status: dict[str, Any] | None = None
+    # The status this operator last wrote (the apiserver's answer, as compact JSON: hundreds of them
+    # are kept): the watched body can lag behind it.
+    written_status_json: bytes | None = None
     # Problems already reported as Warning events, so that a resync (or a new leader) does not repeat them.
     reported_problems: frozenset[str] = frozenset()
     # The worker start-up failure last reported as a Warning event (WorkerFailure.event_key).
     reported_failure: tuple[str, str, str] | None = None
-    # The last spec the children could be built from: scaling goes on from it while a later one cannot.
-    last_good_spec: VoiceAgentSpec | None = None
+    # The last spec the children could be built from (as compact JSON): scaling goes on from it while a
+    # later one cannot.
+    last_good_spec_json: bytes | None = None
     restored: bool = False
     # The latest fleet observation of this VoiceAgent's rooms, and where they were read.
     observed: tuple[Target, PodRooms] | None = None
@@ -77,6 +80,22 @@ class AgentMemory:
     scaling: Scaling | None = None
     pinned: int | None = None
     current: int | None = None
+
+    @property
+    def written_status(self) -> dict[str, Any] | None:
+        return json.loads(self.written_status_json) if self.written_status_json else None
+
+    @written_status.setter
+    def written_status(self, status: dict[str, Any] | None) -> None:
+        self.written_status_json = json.dumps(status, separators=(",", ":")).encode() if status else None
+
+    @property
+    def last_good_spec(self) -> VoiceAgentSpec | None:
+        return VoiceAgentSpec.model_validate_json(self.last_good_spec_json) if self.last_good_spec_json else None
+
+    @last_good_spec.setter
+    def last_good_spec(self, spec: VoiceAgentSpec) -> None:
+        self.last_good_spec_json = spec.model_dump_json(by_alias=True).encode()
 
     def restore(self, status: dict[str, Any]) -> None:
         """On first sight (a start, a new leader): history and reported problems from the status."""

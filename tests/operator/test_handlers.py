@@ -1,12 +1,19 @@
-"""Operator-wide settings the Kopf startup handler makes."""
+"""Operator-wide settings the Kopf startup handler makes, and what it remembers per VoiceAgent."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import kopf
+import pytest
+import yaml
 
 from voiceagent_operator.handlers import QUIET_INDEXERS, RETRIED_REQUEST_IS_A_WARNING, handle_event, handle_startup
+from voiceagent_operator.reconcile import AgentMemory
+from voiceagent_operator.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _started(settings: kopf.OperatorSettings) -> kopf.OperatorSettings:
@@ -78,3 +85,14 @@ def test_an_index_update_is_not_logged_but_an_indexer_failure_and_other_handlers
     assert not kept(logging.INFO, "Indexer 'worker_pods' succeeded.")
     assert kept(logging.ERROR, "Indexer 'worker_pods' failed with an exception. Will ignore.")
     assert kept(logging.INFO, "Handler 'handle_event' succeeded.")
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "manifests" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_an_agents_memory_keeps_its_last_good_spec_and_written_status_as_they_were(example):
+    body = yaml.safe_load(example.read_text())
+    spec = parse_spec(body["spec"])
+    status = {"replicas": 2, "conditions": [{"type": "Ready", "status": "True", "message": "ok"}], "scalingHistory": "{}"}
+    memory = AgentMemory()
+    memory.last_good_spec, memory.written_status = spec, status
+    assert (memory.last_good_spec, memory.written_status) == (spec, status)
+    assert isinstance(memory.last_good_spec_json, bytes) and isinstance(memory.written_status_json, bytes)
