@@ -159,7 +159,9 @@ class Cache:
             self._deleted.discard(key)
         if indexed is not None:
             return indexed.load()
-        return await self.kube.get(api_version, kind, namespace, name) if wanted else None
+        # About to be created: is a same-named object there that is not ours? The apiserver's watch
+        # cache answers (a burst of new VoiceAgents asks this of every child), not etcd.
+        return await self.kube.get(api_version, kind, namespace, name, from_cache=True) if wanted else None
 
     async def labelled(self, api_version: str, kind: str, namespace: str, wanted: Mapping[str, str]) -> list[dict[str, Any]]:
         """Every object of a kind in a namespace carrying the `wanted` labels (our answers overlaid); a

@@ -172,9 +172,13 @@ class Kube:
             raise ApiError(response.status, method, path, message)
         return json.loads(payload) if payload else None
 
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str, *,
+                  from_cache: bool = False) -> dict[str, Any] | None:
+        """The object, or None. `from_cache`: the apiserver's watch cache may answer (resourceVersion=0:
+        no etcd read, possibly a moment old)."""
+        query = [("resourceVersion", "0")] if from_cache else None
         try:
-            return await self.request("GET", object_path(api_version, kind, namespace, name))
+            return await self.request("GET", object_path(api_version, kind, namespace, name), query=query)
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -262,6 +262,9 @@ async def _apply_all(ctx: Context, children: Children, decision: Decision) -> di
     results: dict[str, Applied] = {result.ref: result for result in applied}
     for result in removed:
         results.setdefault(result.ref, result)
+    # One Event per kind of change, naming every child it touched: a new VoiceAgent gets one
+    # "Created" Event, not one per child (each Event is a write to etcd).
+    changes: dict[str, list[str]] = {}
     for result in results.values():
         action = result.decision.action
         if action in ("create", "update", "delete"):
@@ -269,7 +272,9 @@ async def _apply_all(ctx: Context, children: Children, decision: Decision) -> di
             if result.decision.changed == ("spec.replicas",) and not result.decision.removed:
                 continue  # a scale: its ScaledUp/ScaledDown event says why
             reason = {"create": "Created", "update": "Updated", "delete": "Deleted"}[action]
-            ctx.emit("Normal", reason, f"{result.ref}: {result.decision.reason}")
+            changes.setdefault(reason, []).append(f"{result.ref}: {result.decision.reason}")
+    for reason, lines in changes.items():
+        ctx.emit("Normal", reason, "; ".join(lines))
     return results
 
 

@@ -234,7 +234,10 @@ async def test_deleting_a_voiceagent_stops_its_reconciliation_and_leaves_childre
     await create(api, "support", groq_spec())
     await settled(api, "support")
     # Kopf posts Events in the background: on a loaded machine the first reconciliation's may come late.
-    await eventually(lambda: len(events(api, "Created")) == len(groq_children()))
+    await eventually(lambda: len(events(api, "Created")) == 1)
+    created = events(api, "Created")[0]["message"]
+    assert [part.split(":")[0] for part in created.split("; ")] == [
+        f"{child['kind']}/{child['metadata']['name']}" for child in groq_children()], "one Event names every child"
     await send(api, "DELETE", f"{VA_PATH}/support")
     await eventually(lambda: obj(api, VOICEAGENTS, "support") is None)  # Kopf released its timer's finalizer
     mark = len(list(api))
