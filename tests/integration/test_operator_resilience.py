@@ -94,7 +94,9 @@ def test_an_operator_killed_mid_reconcile_is_replaced_and_the_new_one_converges_
 
     selector = INSTANCE.format(name="crash")
     assert first.process.popen.returncode == -signal.SIGKILL
-    assert killed_with == {"deployment": False, "status": None}  # killed after its first write, before the rest
+    # Killed mid-reconcile: after its first child, before its status (the children are applied side
+    # by side, so whether the Deployment had landed too is a race; both are recorded for the report).
+    assert killed_with["status"] is None, killed_with
     assert [d.metadata.name for d in agents.apps.list_namespaced_deployment(agents.namespace, label_selector=selector).items] == ["crash-worker"]
     assert len(agents.apps.list_namespaced_replica_set(agents.namespace, label_selector=selector).items) == 1
     assert [c.metadata.name for c in agents.core.list_namespaced_config_map(agents.namespace, label_selector=selector).items] == ["crash-worker-config"]
