@@ -360,9 +360,11 @@ class PreResponseAgent(Agent):
     def _finish(self, record: TurnRecord, outcome: str, latency: float | None) -> None:
         record.filler_outcome = outcome
         expected = record.decision.answer_expected_after if record.decision else None
-        logger.info("pre-response %s: %s%s", outcome,
+        committed = record.committed_at - record.stopped_speaking_at if record.stopped_speaking_at else None
+        logger.info("pre-response %s: %s%s%s", outcome,
+                    f"turn committed {committed:.3f} s after the end of speech, " if committed is not None else "",
                     f"filler {record.filler_text!r} at {latency:.3f} s" if latency is not None else "no filler",
-                    f", answer expected {expected:.3f} s after the end of speech" if expected is not None else "")
+                    f", answer expected {expected:.3f} s after it" if expected is not None else "")
         if self._observer is not None:
             self._observer.on_preresponse(outcome, latency)
 
