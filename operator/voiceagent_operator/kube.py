@@ -3,8 +3,8 @@
 aiohttp with the credentials Kopf logs in with (`login`): in a pod its ServiceAccount (the token
 re-read as the kubelet rotates it), elsewhere $KUBECONFIG or ~/.kube/config through Kopf's own
 reader (a token, a client certificate or basic auth) or, for an exec plugin (EKS, GKE, OIDC), the
-plugin's credential. Objects are addressed by apiVersion/kind/name, without API discovery. No generated client: its models alone take about
-35 MiB of every replica's memory (see `cli.main`).
+plugin's credential. Objects are addressed by apiVersion/kind/name, without API discovery. No
+generated client: its models alone take about 35 MiB of every replica's memory (see `cli.main`).
 """
 
 from __future__ import annotations

@@ -50,8 +50,6 @@ from .preresponse import (
 
 logger = logging.getLogger("agent_worker.agent")
 
-logger = logging.getLogger("agent_worker.agent")
-
 # The fast LLM's filler is useless after about a second: no retries, and a short timeout.
 FAST_LLM_CONN_OPTIONS = APIConnectOptions(max_retry=0, timeout=1.0)
 SECONDS_PER_WORD = 0.35  # expected length of a spoken word, for phrases not yet synthesized
