@@ -178,10 +178,17 @@ def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_with
     wait_until(lambda: len(agents.worker_pods("pair")) == 3, "three Ready workers", standby.process, timeout=60)
     fleet.rooms(5)
     wait_until(lambda: fleet.replicas() == 5, "the standby's scale-up to 5", standby.process, timeout=30)
-    events = agents.core.list_namespaced_event(
-        agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=pair").items
-    scaled = sorted((e.message.split(" (")[0], e.count or 1) for e in events if e.reason == "ScaledUp")
-    created = [e.message for e in events if e.reason == "Created"]
+
+    def events() -> list:
+        return agents.core.list_namespaced_event(
+            agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=pair").items
+
+    # the ScaledUp event follows the scale patch (Kopf posts events in the background)
+    wait_until(lambda: any(e.message.startswith("workers 3 -> 5") for e in events()), "the standby's ScaledUp event",
+               standby.process, timeout=15)
+    time.sleep(1)  # a duplicate, if any, would land now
+    scaled = sorted((e.message.split(" (")[0], e.count or 1) for e in events() if e.reason == "ScaledUp")
+    created = [e.message for e in events() if e.reason == "Created"]
 
     assert standby_gauge_while_standing_by == 0, "a standby exports no per-VoiceAgent gauge"
     assert handed_over <= 15, f"hand-over took {handed_over:.1f} s"
