@@ -1,10 +1,12 @@
-"""A local, offline stand-in for OpenAI's speech endpoints, for the test bed.
+"""A local, offline stand-in for OpenAI's and Deepgram's speech endpoints, for the test bed.
 
   POST /v1/audio/speech           text -> speech with espeak-ng (Debian)
   POST /v1/audio/transcriptions   speech -> text with pocketsphinx (PyPI, bundled US English model)
+  GET  /v1/listen (WebSocket)     streaming speech -> text, Deepgram's live API, with pocketsphinx
 
-It speaks the same wire format as the OpenAI API, so livekit-plugins-openai's TTS and STT run
-unmodified against it (`base_url=http://127.0.0.1:PORT/v1`):
+It speaks the same wire formats as those APIs, so livekit-plugins-openai's TTS and STT run
+unmodified against it (`base_url=http://127.0.0.1:PORT/v1`), and so does livekit-plugins-deepgram's
+streaming STT (`base_url=http://127.0.0.1:PORT/v1/listen`):
 
 * speech: `response_format` "pcm" (24 kHz 16-bit mono) or "wav" is honoured; any other format is
   answered as WAV with `Content-Type: audio/wav`, which the plugin decodes by its content type.
@@ -13,6 +15,14 @@ unmodified against it (`base_url=http://127.0.0.1:PORT/v1`):
   sentence by sentence, so the first audio leaves before the whole text is synthesized.
 * transcriptions: multipart `file` (WAV of any rate/channels), answers `json` ({"text"}),
   `verbose_json` (adds language and duration) or `text`.
+* listen: 16 kHz linear16 mono in binary messages. pocketsphinx decodes while the caller speaks, so
+  a segment's final transcript leaves as soon as its end is heard, as a streaming recognizer's
+  does. WebRTC's VAD (pocketsphinx's) finds speech; a segment ends after `endpointing` ms of
+  non-speech, but never under MIN_ENDPOINTING (pocketsphinx, unlike Deepgram's model, cannot tell
+  the gap before a stop consonant from the end of speech). Sends `SpeechStarted` (vad_events),
+  interim `Results` (interim_results), a final `Results` with `speech_final` at each endpoint (with
+  `from_finalize` after a `Finalize` message) and `Metadata` after `CloseStream`; `KeepAlive` is
+  accepted. Word timings come from the decoder; confidence is the hypothesis' posterior.
 
 Run: python testbed/speech_server.py --host 127.0.0.1 --port 8090
 """
@@ -27,16 +37,23 @@ import json
 import logging
 import re
 import struct
+import time
+import uuid
 import wave
+from collections import deque
 
 import numpy as np
 from aiohttp import web
-from pocketsphinx import Decoder
+from pocketsphinx import Decoder, Vad
 
 OUTPUT_RATE = 24_000  # what OpenAI's speech endpoint returns for pcm
 RECOGNIZER_RATE = 16_000  # what pocketsphinx's en-us acoustic model expects
 ESPEAK_WORDS_PER_MINUTE = 130  # at speed 1.0; slower than espeak's default, pocketsphinx hears it better
 SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+MIN_ENDPOINTING = 0.2  # seconds of non-speech that end a streamed segment, whatever the client asks
+PREROLL = 0.3  # seconds of audio before the first speech frame that go to the decoder with it
+INTERIM_EVERY = 0.3  # seconds of speech between interim results
+FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate (word timings are in frames)
 
 log = logging.getLogger("speech_server")
 
@@ -151,6 +168,138 @@ class Recognizer:
             return await asyncio.to_thread(self._decode, audio)
 
 
+class LiveTranscriber:
+    """One streamed conversation: audio in, Deepgram live messages out. Synchronous (it decodes as
+    audio arrives); the WebSocket handler runs it off the event loop."""
+
+    def __init__(self, *, endpointing: float, interim_results: bool, vad_events: bool) -> None:
+        self.request_id = str(uuid.uuid4())
+        self._decoder = Decoder(samprate=RECOGNIZER_RATE, logfn="/dev/null")
+        self._vad = Vad(Vad.LOOSE, sample_rate=RECOGNIZER_RATE)
+        self._endpointing = max(endpointing, MIN_ENDPOINTING)
+        self._interim_results, self._vad_events = interim_results, vad_events
+        self._frame_seconds = self._vad.frame_length
+        self._pending = b""  # less than one VAD frame
+        self._preroll: deque[bytes] = deque(maxlen=max(1, round(PREROLL / self._frame_seconds)))
+        self._position = 0.0  # seconds of audio received
+        self._segment: float | None = None  # where the segment being decoded starts, if any
+        self._silence = 0.0  # trailing non-speech in that segment
+        self._last_interim = ("", 0.0)  # its text, and where in the audio it was sent
+
+    def feed(self, audio: bytes) -> list[dict]:
+        """Takes linear16 audio; returns the messages it causes, in order."""
+        messages: list[dict] = []
+        data, size = self._pending + audio, self._vad.frame_bytes
+        whole = len(data) // size * size
+        self._pending = data[whole:]
+        for start in range(0, whole, size):
+            messages.extend(self._frame(data[start:start + size]))
+        return messages
+
+    def finalize(self, *, closing: bool = False) -> list[dict]:
+        """A `Finalize` (or `CloseStream`): what is being decoded becomes final now."""
+        messages = [self._final(speech_final=False, from_finalize=True)] if self._segment is not None else []
+        if closing:
+            messages.append({"type": "Metadata", "request_id": self.request_id, "duration": self._position,
+                             "channels": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return messages
+
+    def _frame(self, frame: bytes) -> list[dict]:
+        speech = self._vad.is_speech(frame)
+        self._position += self._frame_seconds
+        if self._segment is None:
+            self._preroll.append(frame)
+            if not speech:
+                return []
+            self._segment = self._position - len(self._preroll) * self._frame_seconds
+            self._silence, self._last_interim = 0.0, ("", self._position)
+            self._decoder.start_utt()
+            self._decoder.process_raw(b"".join(self._preroll))
+            self._preroll.clear()
+            return [{"type": "SpeechStarted", "channel": [0], "timestamp": self._segment}] if self._vad_events else []
+        self._decoder.process_raw(frame)
+        self._silence = 0.0 if speech else self._silence + self._frame_seconds
+        if self._silence >= self._endpointing:
+            return [self._final(speech_final=True)]
+        text, sent_at = self._last_interim
+        if self._interim_results and self._position - sent_at >= INTERIM_EVERY:
+            hypothesis = self._decoder.hyp()
+            current = hypothesis.hypstr if hypothesis else ""
+            self._last_interim = (current, self._position)
+            if current and current != text:
+                return [self._results(current, [], 0.0, is_final=False, speech_final=False)]
+        return []
+
+    def _final(self, *, speech_final: bool, from_finalize: bool = False) -> dict:
+        self._decoder.end_utt()
+        hypothesis = self._decoder.hyp()
+        start = self._segment or 0.0
+        words = [
+            {"word": seg.word.split("(")[0], "punctuated_word": seg.word.split("(")[0],
+             "start": start + seg.start_frame / FRAMES_PER_SECOND, "end": start + (seg.end_frame + 1) / FRAMES_PER_SECOND,
+             "confidence": min(1.0, self._decoder.logmath.exp(seg.prob))}
+            for seg in self._decoder.seg()
+            if not seg.word.startswith(("<", "["))  # silence, sentence marks and noise are not words
+        ]
+        confidence = min(1.0, self._decoder.logmath.exp(hypothesis.prob)) if hypothesis else 0.0
+        self._segment = None
+        text = " ".join(word["word"] for word in words)
+        return self._results(text, words, confidence, is_final=True, speech_final=speech_final,
+                             from_finalize=from_finalize, start=start)
+
+    def _results(self, text: str, words: list[dict], confidence: float, *, is_final: bool, speech_final: bool,
+                 from_finalize: bool = False, start: float | None = None) -> dict:
+        start = self._segment if start is None else start
+        return {
+            "type": "Results", "channel_index": [0, 1], "start": start, "duration": self._position - start,
+            "is_final": is_final, "speech_final": speech_final, "from_finalize": from_finalize,
+            "channel": {"alternatives": [{"transcript": text, "confidence": confidence, "words": words}]},
+            "metadata": {"request_id": self.request_id, "model_info": {"name": "pocketsphinx-en-us"}},
+        }
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    return request.query.get(name, str(default)).lower() == "true"
+
+
+async def listen(request: web.Request) -> web.StreamResponse:
+    """Deepgram's live transcription over a WebSocket (see the module's docstring)."""
+    query = request.query
+    problems = [f"{name}={query[name]!r} is not supported (use {allowed})"
+                for name, allowed in (("encoding", "linear16"), ("sample_rate", str(RECOGNIZER_RATE)), ("channels", "1"))
+                if query.get(name, allowed) != allowed]
+    endpointing = query.get("endpointing", "10")
+    if not (endpointing == "false" or endpointing.isdigit()):
+        problems.append(f"endpointing={endpointing!r} must be milliseconds or false")
+    if problems:
+        return web.json_response({"err_code": "Bad Request", "err_msg": "; ".join(problems)}, status=400)
+    transcriber = await asyncio.to_thread(
+        LiveTranscriber, endpointing=0.0 if endpointing == "false" else int(endpointing) / 1000,
+        interim_results=_flag(request, "interim_results", False), vad_events=_flag(request, "vad_events", False))
+    socket = web.WebSocketResponse()
+    socket.headers["dg-request-id"] = transcriber.request_id
+    await socket.prepare(request)
+    heard: list[str] = []
+    async for message in socket:
+        if message.type == web.WSMsgType.BINARY:
+            replies = await asyncio.to_thread(transcriber.feed, message.data)
+        elif message.type == web.WSMsgType.TEXT:
+            kind = json.loads(message.data).get("type")
+            if kind not in ("Finalize", "CloseStream"):
+                continue  # KeepAlive
+            replies = await asyncio.to_thread(transcriber.finalize, closing=kind == "CloseStream")
+        else:
+            break
+        for reply in replies:
+            await socket.send_json(reply)
+            if reply.get("is_final") and reply["channel"]["alternatives"][0]["transcript"]:
+                heard.append(reply["channel"]["alternatives"][0]["transcript"])
+        if replies and replies[-1]["type"] == "Metadata":
+            await socket.close()
+    log.info("streamed %s: heard %r", transcriber.request_id, heard)
+    return socket
+
+
 async def transcriptions(request: web.Request) -> web.Response:
     form = await request.post()
     upload = form.get("file")
@@ -187,6 +336,7 @@ def create_app() -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/audio/speech", speech)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_get("/v1/listen", listen)
     return app
 
 

@@ -118,7 +118,7 @@ class STT(_Model):
     model: str | None = Field(None, description="STT model; default depends on the provider")
     language: str = Field("en", description="Language of the caller")
     credentials_secret: str | None = Field(None, description="Secret holding the provider's API key")
-    base_url: str | None = Field(None, description="OpenAI-compatible base URL (openai provider only)")
+    base_url: str | None = Field(None, description="Base URL of the STT API: OpenAI-compatible for openai, a Deepgram listen endpoint for deepgram (e.g. a self-hosted Deepgram)")
 
 
 class TTS(_Model):

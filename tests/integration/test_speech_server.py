@@ -1,13 +1,18 @@
-"""The local speech endpoints speak and hear English, over OpenAI's wire format, and
-livekit-plugins-openai's TTS and STT work against them unmodified."""
+"""The local speech endpoints speak and hear English, over OpenAI's and Deepgram's wire formats, and
+livekit-plugins-openai's TTS and STT and livekit-plugins-deepgram's streaming STT work against them
+unmodified."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 
+import aiohttp
 import pytest
 from livekit import rtc
+from livekit.agents import stt
+from livekit.plugins import deepgram as lk_deepgram
 from livekit.plugins import openai as lk_openai
 from openai import AsyncOpenAI
 
@@ -63,3 +68,64 @@ async def test_livekit_openai_plugins_round_trip_through_the_server(speech_serve
     finally:
         await tts.aclose()
         await stt.aclose()
+
+
+async def _stream(speech_server, frames: list[rtc.AudioFrame], silence: float, **options) -> list[stt.SpeechEvent]:
+    """Streams `frames` and then `silence` seconds of silence to the live endpoint through
+    livekit-plugins-deepgram, at four times real time; returns every event until the stream ends."""
+    rate = frames[0].sample_rate
+    quiet = rtc.AudioFrame(bytes(2 * rate // 100), rate, 1, rate // 100)  # 10 ms
+    async with aiohttp.ClientSession() as session:
+        recognizer = lk_deepgram.STT(base_url=speech_server.base_url + "/listen", api_key="local",
+                                     http_session=session, **options)
+        stream = recognizer.stream()
+
+        async def speak() -> None:
+            for frame in frames + [quiet] * round(silence * 100):
+                stream.push_frame(frame)
+                await asyncio.sleep(frame.duration / 4)
+            stream.end_input()
+
+        speaking = asyncio.create_task(speak())
+        try:
+            return await asyncio.wait_for(_events(stream), timeout=60)
+        finally:
+            await speaking
+            await stream.aclose()
+            await recognizer.aclose()
+
+
+async def _events(stream: stt.SpeechStream) -> list[stt.SpeechEvent]:
+    return [event async for event in stream]
+
+
+async def test_streamed_speech_comes_back_as_interim_and_final_transcripts_with_an_endpoint(speech_server):
+    tts = lk_openai.TTS(model="tts-1", voice="alloy", base_url=speech_server.base_url, api_key="local")
+    try:
+        frames = [event.frame async for event in tts.synthesize(SENTENCE)]
+    finally:
+        await tts.aclose()
+
+    events = await _stream(speech_server, frames, silence=1.0)
+
+    kinds = [event.type for event in events if event.type != stt.SpeechEventType.RECOGNITION_USAGE]
+    finals = [event.alternatives[0] for event in events if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+    assert kinds[0] == stt.SpeechEventType.START_OF_SPEECH
+    assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds[:kinds.index(stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert kinds[-1] == stt.SpeechEventType.END_OF_SPEECH  # the endpoint, before the stream closed
+    # "weather" only: a fresh stream's first words are heard with the decoder's initial cepstral
+    # mean (it adapts as the caller speaks), where a batch request normalizes over the whole clip
+    assert len(finals) == 1 and "weather" in finals[0].text.split(), finals
+    assert 0.0 <= finals[0].start_time < finals[0].end_time <= sum(f.duration for f in frames) + 0.5
+    assert [str(w) for w in finals[0].words] == finals[0].text.split()
+    assert all(a.end_time <= b.start_time for a, b in zip(finals[0].words, finals[0].words[1:]))
+
+
+async def test_the_live_endpoint_refuses_audio_it_cannot_hear_naming_the_parameter(speech_server):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(speech_server.base_url + "/listen?encoding=opus&sample_rate=48000") as response:
+            body = await response.json()
+
+    assert response.status == 400
+    assert "encoding='opus' is not supported (use linear16)" in body["err_msg"]
+    assert "sample_rate='48000' is not supported (use 16000)" in body["err_msg"]

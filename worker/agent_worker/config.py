@@ -163,7 +163,7 @@ class Settings(BaseSettings):
 
     stt_provider: STTProvider = Field("deepgram", description="Speech-to-text provider")
     stt_model: str | None = Field(None, description="STT model; default depends on the provider")
-    stt_base_url: str | None = Field(None, description="OpenAI-compatible base URL for STT")
+    stt_base_url: str | None = Field(None, description="Base URL of the STT API: OpenAI-compatible for openai, a Deepgram listen endpoint for deepgram (e.g. a self-hosted Deepgram)")
     stt_language: str = Field("en", description="Language of the caller")
 
     tts_provider: TTSProvider = Field("openai", description="Text-to-speech provider")

@@ -65,10 +65,10 @@ def _llm(settings: Settings, provider: str, model: str, base_url: str | None, ro
 
 def build_stt(settings: Settings) -> Chain:
     model = str(settings.stt_model)
+    kwargs: dict[str, Any] = {"base_url": settings.stt_base_url} if settings.stt_base_url else {}
     if settings.stt_provider == "deepgram":
-        instance: Any = deepgram.STT(model=model, language=settings.stt_language, api_key=settings.api_key("deepgram"))
+        instance: Any = deepgram.STT(model=model, language=settings.stt_language, api_key=settings.api_key("deepgram"), **kwargs)
     else:
-        kwargs: dict[str, Any] = {"base_url": settings.stt_base_url} if settings.stt_base_url else {}
         instance = openai.STT(model=model, language=settings.stt_language, api_key=settings.api_key("openai") or "unused", **kwargs)
     return Chain(instance, [Member(settings.stt_provider, model, instance)])
 

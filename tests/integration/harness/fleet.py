@@ -34,9 +34,11 @@ from .operator import CHART, RESTRICTED, helm
 from .processes import wait_until
 from .services import LiveKit, ModelServer, SpeechServer
 from .voiceagents import GROUP, PLURAL, VERSION, Agents, local_spec
-from .worker import STT_MODEL
 
 OPERATOR_IMAGE = "ghcr.io/agent-worker/voiceagent-operator"
+# The pods hear through the speech server's OpenAI batch endpoint (the worker on the host uses its
+# Deepgram streaming one): a non-realtime model, so the plugin posts to /v1/audio/transcriptions.
+STT_MODEL = "whisper-1"
 
 
 @dataclass

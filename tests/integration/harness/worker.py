@@ -1,5 +1,6 @@
 """The real worker (`agent-worker start`) against the test bed: local Ollama for both LLM roles,
-the local OpenAI-compatible speech server for STT and TTS, livekit-server on loopback.
+the local speech server for STT (Deepgram's streaming API) and TTS (OpenAI's), livekit-server on
+loopback.
 
   worker_env(...)      the environment that points the worker at the test bed
   launch_worker(...)   start it and wait until it has registered with livekit-server (for
@@ -33,7 +34,6 @@ from .services import LiveKit, ModelServer, SpeechServer
 
 WORKER_BIN = Path(sys.executable).parent / "agent-worker"
 REGISTERED = "registered worker"  # what livekit-agents logs once livekit-server accepted the worker
-STT_MODEL = "whisper-1"  # a non-realtime model: the plugin posts to /v1/audio/transcriptions
 # A voice answer is a sentence or two: the derived model stops after this many tokens (the fast
 # LLM stops earlier, at its first sentence).
 VOICE_MAX_TOKENS = 20
@@ -52,9 +52,9 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
         "AGENT_FAST_LLM_PROVIDER": "ollama",
         "AGENT_FAST_LLM_MODEL": model_server.model,
         "AGENT_FAST_LLM_BASE_URL": model_server.base_url,
-        "AGENT_STT_PROVIDER": "openai",
-        "AGENT_STT_MODEL": STT_MODEL,
-        "AGENT_STT_BASE_URL": speech_server.base_url,
+        # Deepgram's streaming API, as in production: the transcript is final as the caller stops.
+        "AGENT_STT_PROVIDER": "deepgram",
+        "AGENT_STT_BASE_URL": speech_server.base_url + "/listen",
         "AGENT_TTS_PROVIDER": "openai",
         "AGENT_TTS_BASE_URL": speech_server.base_url,
         "AGENT_METRICS_PORT": str(metrics_port),
@@ -64,8 +64,8 @@ def worker_env(livekit: LiveKit, model_server: ModelServer, speech_server: Speec
         "AGENT_MAX_SESSIONS": "4",
         # A busy CPU delays the model's first byte past livekit's 10 s, and each retry starts over.
         "AGENT_LLM_TIMEOUT": "60",
-        # No provider keys: openai with a base URL needs none, and none may leak in from the host.
-        "OPENAI_API_KEY": "", "GROQ_API_KEY": "", "DEEPGRAM_API_KEY": "",
+        # No real provider keys may leak in from the host; the speech server takes any Deepgram key.
+        "OPENAI_API_KEY": "", "GROQ_API_KEY": "", "DEEPGRAM_API_KEY": "testbed",
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
