@@ -3,7 +3,7 @@
 
 The real `agent-worker start` registers with livekit-server; a caller (LiveKit rtc, espeak-ng
 voice) joins a room and asks spoken questions; the worker hears them through the local speech
-server's STT, answers with the test bed's Ollama model and speaks through its TTS. Measured on the
+server's streaming STT (Deepgram's live API), answers with the test bed's Ollama model and speaks through its TTS. Measured on the
 caller's clock, from the end of its speech:
 
 - first audio: the first agent audio heard (the filler when there is one);
@@ -60,6 +60,7 @@ def summary(turns: list[HeardTurn]) -> dict:
     answer = [t.answer_ms for t in turns if t.answer_ms is not None]
     return {
         "turns": len(turns),
+        "pods_first_turn_first_audio_ms": turns[0].first_audio_ms if turns else None,
         "timed_out": sum(t.timed_out for t in turns),
         "with_filler": sum(t.filler_start is not None for t in turns),
         "first_audio_ms": {**percentiles(first), "n": len(first)},
@@ -97,8 +98,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
             for round_ in range(args.rounds):
                 order = list(STRATEGIES) if round_ % 2 == 0 else list(reversed(STRATEGIES))
                 for strategy in order:
+                    # One worker per call, as a pod's successive calls each get a fresh job
+                    # process: a strategy's workers share the pod's folder (fillers, LLM times).
                     env = {"AGENT_LLM_MODEL": model, "AGENT_LLM_BASE_URL": main_base_url,
-                           "AGENT_FAST_LLM_MODEL": model, **STRATEGIES[strategy]}
+                           "AGENT_FAST_LLM_MODEL": model, "AGENT_PRERESPONSE_CACHE_DIR": str(workdir / f"pod-{strategy}"),
+                           **STRATEGIES[strategy]}
                     heard = await one_call(livekit, model_server, speech, log_dir,
                                            f"worker-{strategy}-{round_}", env, questions)
                     turns[strategy] += heard
@@ -119,7 +123,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
             livekit_server="v1.13.5 (--dev, loopback)", ollama="v0.17.4 (CPU)",
             model=f"gemma-3-270m Q4_K_M ({model}: greedy, at most {VOICE_MAX_TOKENS} tokens)",
             livekit_agents=metadata.version("livekit-agents"),
-            speech="espeak-ng TTS, pocketsphinx STT (testbed/speech_server.py)",
+            speech="espeak-ng TTS (OpenAI's API), pocketsphinx streaming STT (Deepgram's live API; testbed/speech_server.py)",
             shared="every program shares the machine's cores: STT, the model and WebRTC compete",
         ),
         "method": {
@@ -129,6 +133,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
             "rounds": args.rounds,
             "questions_per_call": len(questions),
             "order": "strategies alternate which goes first in each round",
+            "pod": "a new worker process for each call, all of a strategy's sharing one cache folder (AGENT_PRERESPONSE_"
+                   "CACHE_DIR), as a pod's successive calls do: the stock phrases and the main LLM's recent times to "
+                   "first token; the pod's very first turn knows neither (pods_first_turn_first_audio_ms)",
+            "stt": "Deepgram's live API (livekit-plugins-deepgram) at the speech server: pocketsphinx decoding as the "
+                   "caller speaks, final after 0.2 s of non-speech",
         },
         "strategies": results,
         "ratios": {

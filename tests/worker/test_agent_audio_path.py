@@ -213,3 +213,24 @@ async def test_the_filler_is_announced_when_it_starts_to_play_and_never_when_non
         turn = await call.turn()
     assert turn.filler_outcome == "skipped_answer_soon"
     assert quiet == []
+
+
+async def test_a_new_call_starts_from_the_main_llms_times_in_the_pods_earlier_calls(tmp_path):
+    # livekit runs each call in a fresh process: what the pod's earlier calls measured of the
+    # main LLM is in the shared folder, so a slow model is known from the new call's first turn.
+    def filler_after_commit(turn) -> float:
+        return turn.filler_audio_at - turn.committed_at
+
+    earlier, _, _ = make_call(tmp_path, transcripts=(QUESTION, "and what about tomorrow then", "is it windy there"))
+    async with earlier:
+        cold = [await earlier.turn() for _ in range(3)]
+    later, _, _ = make_call(tmp_path)
+    async with later:
+        warm = await later.turn()
+
+    (log,) = tmp_path.glob("llm-ttft-*.log")
+    assert [float(line) for line in log.read_text().split()] == [pytest.approx(1.5, abs=0.1)] * 4
+    assert [turn.filler_outcome for turn in cold + [warm]] == ["spoken"] * 4
+    assert cold[0].decision.recheck_at is None  # the decision that spoke came at a recheck ...
+    assert filler_after_commit(cold[0]) > 0.3  # ... after waiting for a first token due at once
+    assert filler_after_commit(warm) < 0.1  # the new call speaks at its first commit

@@ -39,6 +39,7 @@ from livekit.agents.voice.transcription.text_transforms import _apply_text_trans
 from .decision import Candidate, Decision, History, LatencyEstimator, Options, Turn, decide, normalize
 from .preresponse import (
     FillerCache,
+    LatencyLog,
     OpeningStripper,
     PreResponseOptions,
     cached_phrases,
@@ -120,6 +121,7 @@ class PreResponseAgent(Agent):
         self._fast_conn_options = fast_conn_options
         self.estimator = LatencyEstimator(llm_prior=LLM_TTFT_PRIOR, tts_prior=TTS_TTFB_PRIOR)
         self._cache: FillerCache | None = None
+        self._latency_log: LatencyLog | None = None
         self._requests: dict[str, _Request] = {}
         self._prepared: dict[str, asyncio.Task[str | None]] = {}
         self._answer_audio_for: str | None = None
@@ -152,6 +154,11 @@ class PreResponseAgent(Agent):
         if self._options.enabled and self._options.use_cache and session.tts is not None:
             self._cache = FillerCache(session.tts, cached_phrases(self._options), self._options.cache_dir)
             self._cache.warm().add_done_callback(self._seed_tts_estimate)
+        if self._options.enabled and session.llm is not None:
+            main = session.llm
+            self._latency_log = LatencyLog(self._options.cache_dir, f"{main.provider}|{main.model}|{_base_url(main)}")
+            for seconds in self._latency_log.recent():  # the pod's earlier calls: this session's first samples
+                self.estimator.observe_llm_ttft(seconds)
 
     async def on_exit(self) -> None:
         session = self.session
@@ -198,6 +205,8 @@ class PreResponseAgent(Agent):
                 request.first_token_at = time.time()
                 request.first_token.set()
                 self.estimator.observe_llm_ttft(request.first_token_at - request.started_at)
+                if self._latency_log is not None:
+                    self._latency_log.add(request.first_token_at - request.started_at)
                 if key is not None and key in self._spoken:
                     opening = OpeningStripper(self._spoken[key])
             if opening is not None and text and not (chunk.delta and chunk.delta.tool_calls):
@@ -475,3 +484,9 @@ class PreResponseAgent(Agent):
         if record.answer_audio_at is None:
             record.answer_audio_at = (item.metrics or {}).get("started_speaking_at")
             record.answer_text = item.text_content
+
+
+def _base_url(model: llm.LLM) -> str:
+    """Where an OpenAI-compatible model is served (two endpoints of one model name can differ)."""
+    client = getattr(model, "_client", None)
+    return str(getattr(client, "base_url", "") or "")

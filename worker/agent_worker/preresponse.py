@@ -274,6 +274,49 @@ class FillerCache:
         return Clip(tuple(_split(frames)), ttfb)
 
 
+class LatencyLog:
+    """The main LLM's recent times to first token in this pod, shared by its job processes.
+
+    livekit runs each call in its own process, so a session alone knows nothing of its provider
+    until its first answer; it starts instead from the last `KEEP` answers of the pod's earlier
+    calls to the same model (one small file per model in the cache folder). Appends are single
+    short writes (atomic with O_APPEND); the file is cut back to its last lines when it grows."""
+
+    KEEP = 20
+    _MAX_BYTES = 4096
+
+    def __init__(self, directory: Path, identity: str) -> None:
+        self._path = Path(directory) / f"llm-ttft-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.log"
+
+    def recent(self) -> list[float]:
+        try:
+            lines = self._path.read_text().split()
+        except OSError:
+            return []
+        samples = []
+        for line in lines[-self.KEEP:]:
+            try:
+                samples.append(float(line))
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+        return samples
+
+    def add(self, seconds: float) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                size = os.write(descriptor, f"{seconds:.4f}\n".encode()) and os.fstat(descriptor).st_size
+            finally:
+                os.close(descriptor)
+            if size > self._MAX_BYTES:
+                temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
+                temporary.write_text("".join(f"{sample:.4f}\n" for sample in self.recent()))
+                temporary.replace(self._path)
+        except OSError as error:  # a full or read-only folder costs only the shared estimate
+            logger.debug("could not record the LLM's time to first token: %s", error)
+
+
 def _split(frames: Sequence[rtc.AudioFrame], seconds: float = 0.02) -> list[rtc.AudioFrame]:
     """The same audio in 20 ms frames, so a clip streams like a TTS's output."""
     if not frames:
