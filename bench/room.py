@@ -137,7 +137,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
                    "CACHE_DIR), as a pod's successive calls do: the stock phrases and the main LLM's recent times to "
                    "first token; the pod's very first turn knows neither (pods_first_turn_first_audio_ms)",
             "stt": "Deepgram's live API (livekit-plugins-deepgram) at the speech server: pocketsphinx decoding as the "
-                   "caller speaks, final after 0.2 s of non-speech",
+                   "caller speaks, final after 0.3 s of non-speech",
         },
         "strategies": results,
         "ratios": {

@@ -19,7 +19,8 @@ streaming STT (`base_url=http://127.0.0.1:PORT/v1/listen`):
   a segment's final transcript leaves as soon as its end is heard, as a streaming recognizer's
   does. WebRTC's VAD (pocketsphinx's) finds speech; a segment ends after `endpointing` ms of
   non-speech, but never under MIN_ENDPOINTING (pocketsphinx, unlike Deepgram's model, cannot tell
-  the gap before a stop consonant from the end of speech). Sends `SpeechStarted` (vad_events),
+  the gap before a stop consonant from the end of speech), and starts one only after MIN_SPEECH of
+  speech in a row. Sends `SpeechStarted` (vad_events),
   interim `Results` (interim_results), a final `Results` with `speech_final` at each endpoint (with
   `from_finalize` after a `Finalize` message) and `Metadata` after `CloseStream`; `KeepAlive` is
   accepted. Word timings come from the decoder; confidence is the hypothesis' posterior.
@@ -50,8 +51,9 @@ OUTPUT_RATE = 24_000  # what OpenAI's speech endpoint returns for pcm
 RECOGNIZER_RATE = 16_000  # what pocketsphinx's en-us acoustic model expects
 ESPEAK_WORDS_PER_MINUTE = 130  # at speed 1.0; slower than espeak's default, pocketsphinx hears it better
 SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-MIN_ENDPOINTING = 0.2  # seconds of non-speech that end a streamed segment, whatever the client asks
-PREROLL = 0.3  # seconds of audio before the first speech frame that go to the decoder with it
+MIN_ENDPOINTING = 0.3  # seconds of non-speech that end a streamed segment, whatever the client asks
+MIN_SPEECH = 0.09  # seconds of speech in a row that start a segment (a click or a breath does not)
+PREROLL = 0.3  # seconds of audio before a segment's start that go to the decoder with it
 INTERIM_EVERY = 0.3  # seconds of speech between interim results
 FRAMES_PER_SECOND = 100  # pocketsphinx's feature frame rate (word timings are in frames)
 
@@ -183,6 +185,7 @@ class LiveTranscriber:
         self._preroll: deque[bytes] = deque(maxlen=max(1, round(PREROLL / self._frame_seconds)))
         self._position = 0.0  # seconds of audio received
         self._segment: float | None = None  # where the segment being decoded starts, if any
+        self._voiced = 0  # speech frames in a row before a segment starts
         self._silence = 0.0  # trailing non-speech in that segment
         self._last_interim = ("", 0.0)  # its text, and where in the audio it was sent
 
@@ -209,7 +212,8 @@ class LiveTranscriber:
         self._position += self._frame_seconds
         if self._segment is None:
             self._preroll.append(frame)
-            if not speech:
+            self._voiced = self._voiced + 1 if speech else 0
+            if self._voiced * self._frame_seconds < MIN_SPEECH:
                 return []
             self._segment = self._position - len(self._preroll) * self._frame_seconds
             self._silence, self._last_interim = 0.0, ("", self._position)

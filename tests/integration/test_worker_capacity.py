@@ -54,6 +54,7 @@ async def test_a_full_worker_reports_full_and_the_next_call_goes_to_another_work
     env = {"AGENT_MAX_SESSIONS": str(MAX_SESSIONS),
            "AGENT_LLM_MODEL": MAIN_MODEL, "AGENT_LLM_BASE_URL": providers,
            "AGENT_FAST_LLM_MODEL": FAST_MODEL, "AGENT_FAST_LLM_BASE_URL": providers,
+           "AGENT_STT_PROVIDER": "openai", "AGENT_STT_MODEL": "whisper-1",  # the stand-ins' batch STT
            "AGENT_STT_BASE_URL": providers, "AGENT_TTS_BASE_URL": providers}
     first = await asyncio.to_thread(worker_process, **env)
     credentials = (livekit_server.url, livekit_server.api_key, livekit_server.api_secret)

@@ -234,3 +234,13 @@ async def test_a_new_call_starts_from_the_main_llms_times_in_the_pods_earlier_ca
     assert cold[0].decision.recheck_at is None  # the decision that spoke came at a recheck ...
     assert filler_after_commit(cold[0]) > 0.3  # ... after waiting for a first token due at once
     assert filler_after_commit(warm) < 0.1  # the new call speaks at its first commit
+
+
+async def test_an_answer_that_only_repeats_the_filler_is_answered_not_apologized_for(tmp_path):
+    # A small model may answer with the acknowledgement itself: the caller heard it as the filler.
+    call, _, _ = make_call(tmp_path, fast_reply="Sure.", main_reply=lambda ctx: "Sure!")
+    async with call:
+        turn = await call.turn(until_answer=False, timeout=15)
+        await call.wait_quiet(lambda: turn.answer_outcome is not None, timeout=15)
+        assert (turn.filler_text, turn.answer_outcome, turn.recovered) == ("Sure.", "answered", False)
+        assert [p.interrupted for p in call.speaker.playouts] == [False]  # the filler alone, no recovery line

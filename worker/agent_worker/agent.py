@@ -94,6 +94,7 @@ class _Request:
     first_token: asyncio.Event = field(default_factory=asyncio.Event)
     failed: bool = False
     empty: bool = False
+    only_the_filler: bool = False  # the whole answer repeated the filler, which the caller heard
 
 
 class PreResponseAgent(Agent):
@@ -199,6 +200,7 @@ class PreResponseAgent(Agent):
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings, key: str | None, request: _Request
     ) -> AsyncIterator[Any]:
         opening: OpeningStripper | None = None
+        opening_kept = False
         async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
             text = chunk.delta.content if isinstance(chunk, llm.ChatChunk) and chunk.delta else None
             if text and request.first_token_at is None:
@@ -211,11 +213,14 @@ class PreResponseAgent(Agent):
                     opening = OpeningStripper(self._spoken[key])
             if opening is not None and text and not (chunk.delta and chunk.delta.tool_calls):
                 if kept := opening.feed(text):
+                    opening_kept = True
                     yield kept
                 continue
             yield chunk
         if opening is not None and (rest := opening.flush()):
+            opening_kept = True
             yield rest
+        request.only_the_filler = opening is not None and not opening_kept
 
     async def tts_node(self, text: AsyncIterable[str], model_settings: ModelSettings) -> AsyncIterator[rtc.AudioFrame]:
         # Only answers come here: fillers and the recovery line bring their own audio.
@@ -419,9 +424,10 @@ class PreResponseAgent(Agent):
         said = "".join(
             item.text_content or "" for item in handle.chat_items if isinstance(item, llm.ChatMessage) and item.role == "assistant"
         )
+        request = self._requests.get(normalize(record.transcript))
         if handle.interrupted:
             outcome = "interrupted"
-        elif said.strip():
+        elif said.strip() or (request is not None and request.only_the_filler):
             outcome = "answered"
         else:
             failed = self._llm_error_at is not None and self._llm_error_at >= (record.stopped_speaking_at or record.committed_at) - 1.0
