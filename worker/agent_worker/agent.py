@@ -207,8 +207,8 @@ class PreResponseAgent(Agent):
                 request.first_token_at = time.time()
                 request.first_token.set()
                 self.estimator.observe_llm_ttft(request.first_token_at - request.started_at)
-                if self._latency_log is not None:
-                    self._latency_log.add(request.first_token_at - request.started_at)
+                if self._latency_log is not None:  # file I/O: off the loop, the answer is streaming
+                    asyncio.get_running_loop().run_in_executor(None, self._latency_log.add, request.first_token_at - request.started_at)
                 if key is not None and key in self._spoken:
                     opening = OpeningStripper(self._spoken[key])
             if opening is not None and text and not (chunk.delta and chunk.delta.tool_calls):

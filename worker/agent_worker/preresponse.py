@@ -306,7 +306,8 @@ class LatencyLog:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                size = os.write(descriptor, f"{seconds:.4f}\n".encode()) and os.fstat(descriptor).st_size
+                os.write(descriptor, f"{seconds:.4f}\n".encode())
+                size = os.fstat(descriptor).st_size
             finally:
                 os.close(descriptor)
             if size > self._MAX_BYTES:
