@@ -70,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         # Read by the handlers (OperatorOptions.scan_cluster) when Kopf imports them; an explicit
         # VOICEAGENT_SCAN_CLUSTER wins.
         os.environ.setdefault("VOICEAGENT_SCAN_CLUSTER", str(scans_cluster(args[1:])).lower())
-        return kopf_main(args=run_arguments(args[1:]), prog_name="voiceagent-operator", standalone_mode=True) or 0
+        from .standby import Standby
+
+        standby = Standby().install()
+        while True:  # one Kopf run, or more when a replica that served is told to stand by (see `standby`)
+            standby.new_run()
+            try:
+                code = kopf_main(args=run_arguments(args[1:]), prog_name="voiceagent-operator", standalone_mode=True)
+            except SystemExit as end:
+                code = end.code
+            if not standby.restart:
+                return code or 0
     print(f"unknown command {args[0]!r}; use `run` or `crds`", file=sys.stderr)
     return 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import random
 import time
 from typing import Any
 
@@ -39,6 +38,7 @@ from .reconcile import AgentMemory, Context, needs_reconcile, reconcile
 from .scaling.fleet import Fleet
 from .scaling.observe import PodRooms
 from .spec import GROUP, PLURAL, VERSION
+from .standby import PRIORITY
 
 OPTIONS = OperatorOptions()
 log = logging.getLogger(__name__)
@@ -73,10 +73,9 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: 
     # over within about that long after the active replica dies.
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     if not settings.peering.priority:
-        # Kopf pauses every peer when two share a priority, and the chart's replicas cannot be told
-        # apart by configuration: each draws its own. The highest live one is active; if it dies,
-        # another resumes once its peering record expires.
-        settings.peering.priority = random.randint(1, 2**31 - 1)
+        # The highest live replica is active; if it dies, another resumes once its peering record
+        # expires (and one that served before starts Kopf afresh when paused: see `standby`).
+        settings.peering.priority = PRIORITY
     # Kopf's own INFO lines ("Handler ... succeeded") are not posted as Events: ours say what changed.
     settings.posting.level = logging.WARNING
     # Kopf posts each object's Events from its own worker over an unlimited connection pool: a burst

@@ -19,6 +19,7 @@ from .harness.voiceagents import local_spec
 pytestmark = pytest.mark.testbed
 
 INSTANCE = "app.kubernetes.io/instance={name}"
+PAUSING, RESUMING = "Pausing operations in favour of", "Resuming operations"  # Kopf's peering log
 SERVICE_MONITOR_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
     "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
@@ -137,7 +138,7 @@ def test_an_invalid_update_past_the_schema_degrades_and_leaves_the_workers_as_th
 def test_of_two_operator_replicas_only_the_higher_priority_one_reconciles(agents, start_operator):
     standby = start_operator()
     active = start_operator()  # started later, so it outranks the first (see harness/operator.py)
-    wait_until(lambda: "Pausing operations in favour of" in standby.process.log_tail(200),
+    wait_until(lambda: PAUSING in standby.process.log_tail(200),
                "the first replica to pause", standby.process, timeout=30)
     standby_reconciles = standby.metric("voiceagent_operator_reconciles_total")
 
@@ -158,7 +159,7 @@ def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_with
 
     standby = start_operator()
     active = start_operator()  # started later, so it outranks the first (see harness/operator.py)
-    wait_until(lambda: "Pausing operations in favour of" in standby.process.log_tail(200),
+    wait_until(lambda: PAUSING in standby.process.log_tail(200),
                "the first replica to pause", standby.process, timeout=30)
     agents.create("pair", local_spec(scaling={"minReplicas": 1, "maxReplicas": 6, "targetActiveRoomsPerReplica": 1,
                                               "scaleDownStabilizationSeconds": 600, **REACTIVE}))
@@ -167,23 +168,26 @@ def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_with
     gauge = 'voiceagent_operator_desired_replicas{namespace="%s",voiceagent="pair"}' % agents.namespace
     standby_gauge_while_standing_by = standby.metric(gauge)
 
+    def events() -> list:
+        return agents.core.list_namespaced_event(
+            agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=pair").items
+
     fleet.rooms(3)
     wait_until(lambda: fleet.replicas() == 3, "the active replica's scale-up to 3", active.process, timeout=30)
+    wait_until(lambda: any(e.message.startswith("workers 1 -> 3") for e in events()), "the active's ScaledUp event",
+               active.process, timeout=15)
+    resumed = standby.process.log_tail(10_000).count(RESUMING)
     os.killpg(active.process.popen.pid, signal.SIGKILL)  # mid-scale: its new pods are still starting
     killed_at = time.monotonic()
     active.process.popen.wait(timeout=10)
-    wait_until(lambda: "Resuming operations" in standby.process.log_tail(500), "the standby to resume",
+    wait_until(lambda: standby.process.log_tail(10_000).count(RESUMING) > resumed, "the standby to resume",
                standby.process, timeout=30)
     handed_over = time.monotonic() - killed_at
     wait_until(lambda: len(agents.worker_pods("pair")) == 3, "three Ready workers", standby.process, timeout=60)
     fleet.rooms(5)
     wait_until(lambda: fleet.replicas() == 5, "the standby's scale-up to 5", standby.process, timeout=30)
 
-    def events() -> list:
-        return agents.core.list_namespaced_event(
-            agents.namespace, field_selector="involvedObject.kind=VoiceAgent,involvedObject.name=pair").items
-
-    # the ScaledUp event follows the scale patch (Kopf posts events in the background)
+    # each ScaledUp event follows its scale patch (Kopf posts events in the background)
     wait_until(lambda: any(e.message.startswith("workers 3 -> 5") for e in events()), "the standby's ScaledUp event",
                standby.process, timeout=15)
     time.sleep(1)  # a duplicate, if any, would land now
@@ -195,3 +199,49 @@ def test_when_the_active_replica_is_killed_mid_scale_the_standby_takes_over_with
     assert scaled == [("workers 1 -> 3", 1), ("workers 3 -> 5", 1)]
     assert len(created) == len(set(created)), "each child created once"
     assert standby.metric(gauge) == 5
+
+
+def test_a_replica_that_stood_by_after_serving_takes_over_the_fleet_as_it_is_not_as_it_was(
+        agents, start_operator, serve_metrics):
+    """Kopf keeps in its indexes what was deleted while a replica stood by; a replica that served starts
+    Kopf afresh when paused (voiceagent_operator/standby.py), so a pod deleted meanwhile is not counted."""
+    from .test_operator_scaling import METRICS_PORT, REACTIVE, ROOMS
+
+    first = start_operator()
+    agents.create("ghost", local_spec(scaling={"minReplicas": 1, "maxReplicas": 6, "targetActiveRoomsPerReplica": 1,
+                                               "scaleDownStabilizationSeconds": 600, **REACTIVE}))
+    wait_until(lambda: len(agents.worker_pods("ghost")) == 1, "one Ready worker", first.process, timeout=60)
+    [old] = agents.worker_pods("ghost")
+    old_rooms = serve_metrics(host=old.status.pod_ip, port=METRICS_PORT)
+    old_rooms.set({ROOMS: 0})
+    wait_until(lambda: old_rooms.scrapes > 0, "the first replica's observation of its worker", first.process, timeout=30)
+
+    second = start_operator()  # outranks the first, which has served and now stands by
+    wait_until(lambda: PAUSING in first.process.log_tail(10_000), "the first replica to pause", first.process, timeout=30)
+    agents.core.delete_namespaced_pod(old.metadata.name, agents.namespace, grace_period_seconds=0)
+    wait_until(lambda: [p.metadata.name for p in agents.worker_pods("ghost")] not in ([], [old.metadata.name]),
+               "the deleted worker's replacement", second.process, timeout=60)
+    [new] = agents.worker_pods("ghost")
+    # kwok may give the new pod the deleted one's address: asking the deleted pod then counts its rooms twice
+    reused = new.status.pod_ip == old.status.pod_ip
+    new_rooms = old_rooms if reused else serve_metrics(host=new.status.pod_ip, port=METRICS_PORT)
+    new_rooms.set({ROOMS: 1})
+    if not reused:
+        old_rooms.set({ROOMS: 4})  # what the deleted pod's address answers, should anyone still ask it
+    wait_until(lambda: (agents.get("ghost").get("status") or {}).get("activeRooms") == 1,
+               "the second replica's observation of the new worker", second.process, timeout=30)
+
+    resumed = first.process.log_tail(10_000).count(RESUMING)
+    os.killpg(second.process.popen.pid, signal.SIGKILL)
+    second.process.popen.wait(timeout=10)
+    wait_until(lambda: first.process.log_tail(10_000).count(RESUMING) > resumed, "the first replica to take over",
+               first.process, timeout=30)
+    scrapes = new_rooms.scrapes
+    wait_until(lambda: new_rooms.scrapes >= scrapes + 2, "two observations by the first replica after taking over",
+               first.process, timeout=30)
+    gauge = f'voiceagent_operator_desired_replicas{{namespace="{agents.namespace}",voiceagent="ghost"}}'
+
+    assert first.process.alive()
+    assert agents.apps.read_namespaced_deployment("ghost-worker", agents.namespace).spec.replicas == 1
+    assert agents.get("ghost")["status"]["activeRooms"] == 1
+    assert first.metric(gauge) == 1

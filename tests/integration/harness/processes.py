@@ -61,13 +61,17 @@ class Process:
     argv: Sequence[str]
     log_path: Path
     popen: subprocess.Popen = field(repr=False)
+    log_start: int = field(default=0, repr=False)  # where its lines begin (a program's log is appended to)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 60) -> str:
+        """The last `lines` lines this run of the program wrote."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_start)
+                text = log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -100,12 +104,13 @@ def start(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
+        log_start = log.tell()
         popen = subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    process = Process(name, list(argv), log_path, popen)
+    process = Process(name, list(argv), log_path, popen, log_start)
     _running[name] = process
     return process
 
