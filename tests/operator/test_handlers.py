@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import kopf
@@ -40,9 +42,18 @@ async def test_a_new_generation_wakes_the_voiceagents_daemon_and_a_status_change
 
 
 async def test_two_replicas_peer_with_different_priorities_so_one_stays_active() -> None:
-    first, second = await _started(kopf.OperatorSettings()), await _started(kopf.OperatorSettings())
-    assert first.peering.priority > 0 and second.peering.priority > 0
-    assert first.peering.priority != second.peering.priority
+    def replica_priority() -> int:  # each replica is its own process
+        code = "from voiceagent_operator.standby import PRIORITY; print(PRIORITY)"
+        return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+    first, second = replica_priority(), replica_priority()
+    assert first > 0 and second > 0
+    assert first != second
+
+
+async def test_a_replica_keeps_its_priority_when_it_starts_kopf_again() -> None:
+    first_run, second_run = await _started(kopf.OperatorSettings()), await _started(kopf.OperatorSettings())
+    assert first_run.peering.priority == second_run.peering.priority > 0
 
 
 async def test_the_peering_name_from_the_command_line_is_kept_and_a_dead_leader_expires_within_15_seconds() -> None:
