@@ -129,6 +129,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
         "method": {
             "clock": "caller's time.monotonic(), from the end of its spoken question to the first agent audio "
                      "frame above the silence threshold",
+            "answer_after_a_filler": "the start of the burst of audio (after 0.25 s of silence) under way when the "
+                                     "answer's transcript arrived, or the next one: transcripts reach the caller "
+                                     "70-160 ms after the audio they go with (tests/integration/harness/caller.py)",
             "main_model_delay_s": args.main_delay,
             "rounds": args.rounds,
             "questions_per_call": len(questions),
@@ -150,7 +153,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=5, help="calls per strategy (default 5)")
+    parser.add_argument("--rounds", type=int, default=8, help="calls per strategy (default 8)")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS), choices=range(1, len(QUESTIONS) + 1),
                         help=f"spoken questions per call (default {len(QUESTIONS)})")
     parser.add_argument("--main-delay", type=float, default=2.0,

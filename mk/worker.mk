@@ -12,7 +12,7 @@ bench-latency: setup
 # Writes bench/results/room.json: the real worker in a livekit-server room on the test bed, with
 # and without the pre-response, heard by a caller over WebRTC.
 bench-room: setup testbed
-	$(PY) bench/room.py --rounds 5 --out bench/results/room.json
+	$(PY) bench/room.py --rounds 8 --out bench/results/room.json
 
 test-worker: setup
 	$(PY) -m pytest tests/worker -q

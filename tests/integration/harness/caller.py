@@ -22,13 +22,18 @@ transcript is (a prefix of, if it was cut) a filler announced during the turn is
 the other speeches are the answer. A turn is over once an answer speech has been received in
 full and the agent has then been listening, silent, for TURN_SETTLE seconds.
 When a speech began to be heard: for the first speech of a turn, the first audible frame after
-`speech_end`; for a later one, the first audible frame received after its text stream opened
-(livekit releases a speech's transcript as its audio starts playing out).
+`speech_end`; for a later one, the start of the burst of audio (after SPEECH_GAP of silence) under
+way when its text stream opened, or the next one. livekit releases a speech's transcript as its
+audio starts playing out, but the transcript reaches the caller later than the audio (measured
+70-160 ms for answers, about 450 ms for fillers), so "the first audible frame after the transcript"
+would put a later speech's start 0.1 s late; a burst that began more than TRANSCRIPT_LAG before the
+transcript, or with the speech before it, is not its start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import re
@@ -52,6 +57,8 @@ SAMPLE_RATE = 48_000
 FRAME_SAMPLES = SAMPLE_RATE // 100  # 10 ms frames
 MIC_QUEUE_MS = 50  # the audio source's buffer: small, so `speech_end` is exact to a few ms
 AUDIBLE_PEAK = 600  # int16 peak above which a received frame counts as agent speech
+SPEECH_GAP = 0.25  # seconds without an audible frame that separate one burst of agent audio from the next
+TRANSCRIPT_LAG = 0.6  # seconds a speech's transcript may reach the caller after its audio did
 SPEECH_PEAK = 300  # int16 level that bounds a question's voiced part when trimming espeak's silence
 ESPEAK_WORDS_PER_MINUTE = 140
 ESPEAK_VOICE = "en-us+f3"
@@ -220,6 +227,18 @@ class Ear:
     def first_audible_after(self, moment: float) -> float | None:
         return next((at for at in self.audible if at >= moment), None)
 
+    def onset(self, opened_at: float, after: float | None) -> float | None:
+        """When a speech whose transcript arrived at `opened_at` began to be heard (see the module's
+        docstring); `after`: when the speech before it began."""
+        first = self.first_audible_after(opened_at)
+        if first is None:
+            return None
+        i = bisect.bisect_left(self.audible, first)
+        while i > 0 and self.audible[i] - self.audible[i - 1] < SPEECH_GAP:
+            i -= 1
+        start = self.audible[i]
+        return start if start >= opened_at - TRANSCRIPT_LAG and (after is None or start > after) else first
+
     def last_audible(self) -> float | None:
         return self.audible[-1] if self.audible else None
 
@@ -313,7 +332,8 @@ async def _ask(ear: Ear, microphone: Microphone, question: str, samples: np.ndar
         await asyncio.sleep(0.05)
     heard = speeches()
     for index, speech in enumerate(heard):
-        speech.heard_at = ear.first_audible_after(speech_end if index == 0 else speech.opened_at)
+        speech.heard_at = (ear.first_audible_after(speech_end) if index == 0
+                           else ear.onset(speech.opened_at, after=heard[index - 1].heard_at))
     filler = next((s for s in heard if s.is_filler), None)
     answer = [s for s in heard if not s.is_filler]
     return HeardTurn(
