@@ -105,7 +105,7 @@ class Rig:
             AGENT_NAME=f"density-{variant}", AGENT_MAX_SESSIONS=str(MAX_SESSIONS),
             AGENT_LLM_PROVIDER="groq", AGENT_LLM_MODEL=MAIN_MODEL, AGENT_LLM_BASE_URL=self.providers_url,
             AGENT_FAST_LLM_PROVIDER="groq", AGENT_FAST_LLM_MODEL=FAST_MODEL, AGENT_FAST_LLM_BASE_URL=self.providers_url,
-            AGENT_STT_PROVIDER="openai", AGENT_STT_MODEL=STT_MODEL,  # the stand-ins' batch STT
+            AGENT_STT_PROVIDER="openai", AGENT_STT_MODEL=STT_MODEL, AGENT_STT_BASE_URL=self.providers_url,  # batch STT
             AGENT_TTS_MODEL="tts-1", AGENT_LLM_TIMEOUT="10", GROQ_API_KEY="scripted-stand-in",
             # Deepgram is billed per streamed minute: the stand-in STT is priced the same way.
             AGENT_PRICES=json.dumps(prices),
