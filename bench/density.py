@@ -213,7 +213,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
                       f"job processes); livekit-server, the callers and the provider stand-ins on the other cores",
             providers="scripted HTTP stand-ins on loopback (tests/integration/harness/scripted_providers.py): "
                       f"LLM TTFT 70B {rig.script['main_ttft']} s / 8B {rig.script['fast_ttft']} s, "
-                      f"STT {rig.script['stt']} s, TTS first byte {rig.script['tts_ttfb']} s",
+                      f"Deepgram live STT (final {rig.script['stt']} s after the speech), TTS first byte {rig.script['tts_ttfb']} s",
             shared="the two cores are shared with other programs on this machine (see load_average per step)",
         ),
         "method": {

@@ -9,9 +9,8 @@ estimate: four prompt characters a token), so the LLM part is indicative; charac
 audio minutes (STT) are exact.
 
 STT: Deepgram's streaming API bills every minute of audio streamed, and livekit streams the
-caller's track for the whole call, so the STT part is the call's minutes at deepgram/nova-3's price.
-The stand-in STT is a batch one (openai/whisper-1 priced like nova-3 through AGENT_PRICES): what
-the worker counted for it, only the speech it sent, is shown beside it.
+caller's track for the whole call; the worker counts the audio it streamed (to the stand-in's
+Deepgram live endpoint). The call's minutes at deepgram/nova-3's price are shown beside it as a check.
 """
 
 from __future__ import annotations
@@ -78,9 +77,9 @@ async def standard_call(rig: Rig, samples: list) -> dict:
     llm = {f"{provider}/{model} {kind}": round(usd / minutes, 6)
            for (provider, model, kind), usd in sorted(spent.items()) if kind in ("input", "cached_input", "output") and usd}
     tts = sum(usd for (_, _, kind), usd in spent.items() if kind == "characters")
-    stt_segments = sum(usd for (_, _, kind), usd in spent.items() if kind == "audio")
-    stt_streamed = (DEFAULT_PRICES[STT_PRICE_KEY].per_audio_minute or 0.0) * minutes
-    total = sum(llm.values()) + (tts + stt_streamed) / minutes
+    stt = sum(usd for (_, _, kind), usd in spent.items() if kind == "audio")
+    call_minutes_at_stt_price = (DEFAULT_PRICES[STT_PRICE_KEY].per_audio_minute or 0.0) * minutes
+    total = sum(llm.values()) + (tts + stt) / minutes
     return {
         "method": (__doc__ or "").strip(),
         "standard_call": {"turns": len(turns), "answered": sum(t.answer_start is not None for t in turns),
@@ -90,8 +89,8 @@ async def standard_call(rig: Rig, samples: list) -> dict:
             "total": round(total, 5),
             "llm": llm,
             "tts openai/tts-1": round(tts / minutes, 5),
-            f"stt {STT_PRICE_KEY} (streamed call minutes)": round(stt_streamed / minutes, 5),
-            "stt counted by the worker for the speech it sent (not in total)": round(stt_segments / minutes, 5),
+            f"stt {STT_PRICE_KEY} (streamed audio)": round(stt / minutes, 5),
+            "stt at the call's minutes (a check, not in total)": round(call_minutes_at_stt_price / minutes, 5),
         },
         "prices": {key: DEFAULT_PRICES[key].model_dump(exclude_none=True) for key in (
             "groq/llama-3.3-70b-versatile", "groq/llama-3.1-8b-instant", "openai/tts-1", STT_PRICE_KEY)},

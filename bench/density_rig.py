@@ -14,7 +14,6 @@ from pathlib import Path
 
 from livekit import api
 
-from agent_worker.pricing import DEFAULT_PRICES
 from bench import density_proc as proc
 from tests.integration.harness import processes, services
 from tests.integration.harness.processes import LOOPBACK, free_port, http_status, wait_until
@@ -27,11 +26,11 @@ QUESTIONS = (
     "Can you recommend a good book to read?",
 )
 MAIN_MODEL, FAST_MODEL = "llama-3.3-70b-versatile", "llama-3.1-8b-instant"
-STT_MODEL, STT_PRICE_KEY = "whisper-1", "deepgram/nova-3"
+STT_PRICE_KEY = "deepgram/nova-3"  # the worker's default STT, streamed as in production
 # Scripted provider latencies (seconds), from published figures in ../shared/NOTES.md: Groq warm
 # streamed TTFT 8B p50 157 ms / 70B 163-200 ms; a first-audio TTS near ElevenLabs Turbo's 264 ms
-# (Coval, 2026-05-04); a transcript 100 ms after the segment (a fast batch STT).
-SCRIPT = {"main_ttft": 0.2, "fast_ttft": 0.15, "stt": 0.1, "tts_ttfb": 0.25}
+# (Coval, 2026-05-04); Deepgram's live API, a final transcript 300 ms after the speech ends.
+SCRIPT = {"main_ttft": 0.2, "fast_ttft": 0.15, "stt": 0.3, "tts_ttfb": 0.25}
 VARIANT_ARGV = {
     "ours": [str(WORKER_BIN), "start", "--log-level", "INFO"],
     "plain": [sys.executable, "-m", "livekit.agents", "start", str(ROOT / "bench" / "density_plain.py"),
@@ -99,16 +98,13 @@ class Rig:
     def env(self, variant: str, **extra: str) -> dict[str, str]:
         model = services.ModelServer(self.providers_url, MAIN_MODEL, None)  # type: ignore[arg-type]
         speech = services.SpeechServer(self.providers_url, None)  # type: ignore[arg-type]
-        prices = {"openai/whisper-1": DEFAULT_PRICES[STT_PRICE_KEY].model_dump(by_alias=True, exclude_none=True)}
         return worker_env(
             self.livekit, model, speech, metrics_port=free_port(), health_port=free_port(),
             AGENT_NAME=f"density-{variant}", AGENT_MAX_SESSIONS=str(MAX_SESSIONS),
             AGENT_LLM_PROVIDER="groq", AGENT_LLM_MODEL=MAIN_MODEL, AGENT_LLM_BASE_URL=self.providers_url,
             AGENT_FAST_LLM_PROVIDER="groq", AGENT_FAST_LLM_MODEL=FAST_MODEL, AGENT_FAST_LLM_BASE_URL=self.providers_url,
-            AGENT_STT_PROVIDER="openai", AGENT_STT_MODEL=STT_MODEL, AGENT_STT_BASE_URL=self.providers_url,  # batch STT
+            AGENT_STT_PROVIDER="deepgram", AGENT_STT_BASE_URL=f"{self.providers_url}/listen",
             AGENT_TTS_MODEL="tts-1", AGENT_LLM_TIMEOUT="10", GROQ_API_KEY="scripted-stand-in",
-            # Deepgram is billed per streamed minute: the stand-in STT is priced the same way.
-            AGENT_PRICES=json.dumps(prices),
             AGENT_PRERESPONSE_ENABLED="false" if variant.startswith("plain") else "true",
             DENSITY_JOB_EXECUTOR="thread" if variant == "plain-thread" else "process",
             **extra,

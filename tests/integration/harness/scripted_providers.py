@@ -5,10 +5,14 @@ no CPU: the worker's own CPU can then be measured alone (bench/density.py).
                                  its first token `ttft` seconds after the request, then tokens at
                                  `tokens_per_second`; usage in the last chunk
   POST /v1/audio/transcriptions  a fixed transcript, `stt` seconds after the upload
+  GET  /v1/listen (WebSocket)    Deepgram's live API: the fixed transcript as each stretch of
+                                 the caller's speech ends (an energy threshold finds it), once
+                                 `stt` seconds of silence, and at least MIN_ENDPOINTING, follow it
   POST /v1/audio/speech          pre-rendered speech (espeak-ng, once at start), `tts_ttfb`
                                  seconds after the request, as long as the text takes to say
 
-Waiting is `asyncio.sleep`: nothing is computed per request but a few string and byte copies.
+Waiting is `asyncio.sleep`: nothing is computed per request but a few string and byte copies (and,
+for a live stream, one mean square per 50 ms of audio).
 Token counts are estimates (four characters a token for the prompt, one word a token for the
 answer); they feed the worker's usage metrics the way a provider's `usage` does.
 
@@ -32,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -45,6 +50,12 @@ ANSWER = "From what I know, it should be mild and mostly sunny there today."
 TRANSCRIPT = "What is the weather like in Paris today?"
 VOICE_TEXT = ("The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun, "
               "and the birds sing in the tall green trees beside the quiet river. ") * 3
+
+# The live stream's speech finder: 16-bit audio whose RMS is above SPEECH_RMS is speech, and a
+# stretch of it ends after MIN_ENDPOINTING seconds below (the pauses between a question's words are
+# shorter; a threshold cannot tell them from its end the way Deepgram's model does).
+SPEECH_RMS = 300.0
+MIN_ENDPOINTING = 0.3
 
 log = logging.getLogger("scripted_providers")
 
@@ -81,13 +92,58 @@ def wav_header(rate: int, data_bytes: int = 0xFFFFFFFF - 36) -> bytes:
             + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", data_bytes))
 
 
+class LiveStream:
+    """One Deepgram live stream: linear16 mono audio in, Deepgram's messages out (SpeechStarted when
+    asked for, a final `Results` with `speech_final` at the end of each stretch of speech, the
+    pending one on `Finalize`, `Metadata` on `CloseStream`). No interim results."""
+
+    def __init__(self, script: Script, *, sample_rate: int, endpointing: float, vad_events: bool) -> None:
+        self.request_id = str(uuid.uuid4())
+        self._script, self._rate, self._vad_events = script, sample_rate, vad_events
+        self._endpointing = max(endpointing, script.stt, MIN_ENDPOINTING)
+        self._position = 0.0  # seconds of audio received
+        self._speech: tuple[float, float] | None = None  # the stretch of speech under way: start, end
+
+    def feed(self, audio: bytes) -> list[dict]:
+        samples = np.frombuffer(audio[:len(audio) // 2 * 2], dtype="<i2").astype(np.float32)
+        start, self._position = self._position, self._position + len(samples) / self._rate
+        speech = samples.size > 0 and float(np.sqrt(np.mean(samples * samples))) > SPEECH_RMS
+        if speech:
+            began = self._speech is None
+            self._speech = (start if began else self._speech[0], self._position)  # type: ignore[index]
+            return [{"type": "SpeechStarted", "channel": [0], "timestamp": start}] if began and self._vad_events else []
+        if self._speech is not None and self._position - self._speech[1] >= self._endpointing:
+            return [self._final(speech_final=True)]
+        return []
+
+    def finalize(self, *, closing: bool = False) -> list[dict]:
+        messages = [self._final(speech_final=False, from_finalize=True)] if self._speech is not None else []
+        if closing:
+            messages.append({"type": "Metadata", "request_id": self.request_id, "duration": self._position,
+                             "channels": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return messages
+
+    def _final(self, *, speech_final: bool, from_finalize: bool = False) -> dict:
+        (start, end), self._speech = self._speech, None  # type: ignore[misc]
+        words = self._script.transcript.split()
+        step = (end - start) / len(words)
+        timed = [{"word": word.strip("?,.!").lower(), "punctuated_word": word, "start": start + i * step,
+                  "end": start + (i + 1) * step, "confidence": 0.99} for i, word in enumerate(words)]
+        return {
+            "type": "Results", "channel_index": [0, 1], "start": start, "duration": end - start,
+            "is_final": True, "speech_final": speech_final, "from_finalize": from_finalize,
+            "channel": {"alternatives": [{"transcript": self._script.transcript, "confidence": 0.99, "words": timed}]},
+            "metadata": {"request_id": self.request_id, "model_info": {"name": "scripted"}},
+        }
+
+
 def _sse(payload: dict) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
 
 def create_app(script: Script, voice: bytes) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    counts = {"chat": 0, "transcriptions": 0, "speech": 0}
+    counts = {"chat": 0, "transcriptions": 0, "speech": 0, "listen": 0}
     app["counts"] = counts
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -140,6 +196,34 @@ def create_app(script: Script, voice: bytes) -> web.Application:
         return web.json_response({"text": script.transcript, "language": "english", "duration": 0.0, "segments": []}
                                  if fmt == "verbose_json" else {"text": script.transcript})
 
+    async def listen(request: web.Request) -> web.StreamResponse:
+        query = request.query
+        if query.get("encoding", "linear16") != "linear16" or query.get("channels", "1") != "1":
+            return web.json_response({"err_code": "Bad Request", "err_msg": "only linear16 mono is scripted"}, status=400)
+        endpointing = query.get("endpointing", "10")
+        stream = LiveStream(script, sample_rate=int(query.get("sample_rate", "16000")),
+                            endpointing=0.0 if endpointing == "false" else int(endpointing) / 1000,
+                            vad_events=query.get("vad_events", "false").lower() == "true")
+        counts["listen"] += 1
+        socket = web.WebSocketResponse()
+        socket.headers["dg-request-id"] = stream.request_id
+        await socket.prepare(request)
+        async for message in socket:
+            if message.type == web.WSMsgType.BINARY:
+                replies = stream.feed(message.data)
+            elif message.type == web.WSMsgType.TEXT:
+                kind = json.loads(message.data).get("type")
+                if kind not in ("Finalize", "CloseStream"):
+                    continue  # KeepAlive
+                replies = stream.finalize(closing=kind == "CloseStream")
+            else:
+                break
+            for reply in replies:
+                await socket.send_json(reply)
+            if replies and replies[-1]["type"] == "Metadata":
+                await socket.close()
+        return socket
+
     async def speech(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         text = str(body.get("input", "")).strip()
@@ -182,6 +266,7 @@ def create_app(script: Script, voice: bytes) -> web.Application:
     app.router.add_post("/openai/v1/chat/completions", chat)  # Groq's path, for a base URL without /openai
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_get("/v1/listen", listen)
     return app
 
 
