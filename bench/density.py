@@ -16,9 +16,11 @@ job processes); this process, livekit-server, the callers and the stand-ins on t
 The budget: first-audio p95 no more than `--budget-ms` above its N = 1 value, and no lost turn.
 Calls per core = the largest N within the budget / the cores the worker may use.
 
-Variants, alternated at each N so both see the same machine: `ours` (the worker as shipped) and
+Variants, alternated at each N so all see the same machine: `ours` (the worker as shipped) and
 `plain` (bench/density_plain.py: a plain livekit Agent on the same providers, VAD, turn detector
-and session options). `--cost` adds one scripted standard call for bench/results/cost.json.
+and session options); `ours-24k` (the caller's audio at livekit's default 24 kHz) and
+`ours-no-agc` (no automatic gain control) price one audio setting each; `plain-thread` runs every
+call in one process. `--cost` adds one scripted standard call for bench/results/cost.json.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from bench.density_rig import QUESTIONS, Rig, WorkerTree, say  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
 from tests.integration.harness.caller import HeardTurn, joined, speak  # noqa: E402
 
-VARIANTS = ("ours", "plain", "plain-thread")
+VARIANTS = ("ours", "plain", "plain-thread", "ours-24k", "ours-no-agc")
 DEFAULT_VARIANTS = ("ours", "plain")
 
 
@@ -190,7 +192,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
         steps: dict[str, list[dict]] = {variant: [] for variant in args.variants}
         active = list(args.variants)
         for index, n in enumerate(args.sizes):
-            order = active if index % 2 == 0 else list(reversed(active))
+            order = list(active) if index % 2 == 0 else list(reversed(active))  # a copy: a variant may drop out
             for variant in order:
                 turns = args.baseline_turns if n == 1 else args.turns
                 profile = args.profile_seconds if n == args.profile_n else 0.0

@@ -16,7 +16,7 @@ from livekit.agents import Agent, AgentServer, JobContext, JobExecutorType
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
 from agent_worker.providers import build_components
-from agent_worker.server import build_session, load_options, prewarm
+from agent_worker.server import build_session, load_options, prewarm, room_options
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -24,7 +24,7 @@ async def entrypoint(ctx: JobContext) -> None:
     components = build_components(settings, ctx.proc.userdata.get("vad"))
     session = build_session(settings, components)
     session.on("close", lambda ev: ctx.shutdown(reason="session closed"))
-    await session.start(Agent(instructions=settings.instructions), room=ctx.room)
+    await session.start(Agent(instructions=settings.instructions), room=ctx.room, room_options=room_options(settings))
 
 
 def create_server() -> AgentServer:

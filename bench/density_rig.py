@@ -37,6 +37,8 @@ VARIANT_ARGV = {
               "--log-level", "INFO"],
 }
 VARIANT_ARGV["plain-thread"] = VARIANT_ARGV["plain"]  # with DENSITY_JOB_EXECUTOR=thread (see env())
+# The worker with one audio setting changed (see env()): what each default saves or costs.
+VARIANT_ARGV["ours-24k"] = VARIANT_ARGV["ours-no-agc"] = VARIANT_ARGV["ours"]
 MAX_SESSIONS = 64  # load = sessions / 64: livekit-server keeps dispatching to the one worker
 
 
@@ -107,6 +109,8 @@ class Rig:
             AGENT_TTS_MODEL="tts-1", AGENT_LLM_TIMEOUT="10", GROQ_API_KEY="scripted-stand-in",
             AGENT_PRERESPONSE_ENABLED="false" if variant.startswith("plain") else "true",
             DENSITY_JOB_EXECUTOR="thread" if variant == "plain-thread" else "process",
+            **({"AGENT_AUDIO_SAMPLE_RATE": "24000"} if variant == "ours-24k" else {}),
+            **({"AGENT_AUTO_GAIN_CONTROL": "false"} if variant == "ours-no-agc" else {}),
             **extra,
         )
 

@@ -233,9 +233,11 @@ def test_a_sigterm_before_livekit_takes_over_ends_the_worker_at_once():
         ("AGENT_FAST_LLM_TIMEOUT", "0", "allowed range 0.0 (excluded) to 10.0"),
         ("AGENT_TURN_DETECTOR", "smart", "set one of local, cloud or vad"),
         ("AGENT_ENDPOINTING_MODE", "fast", "set one of fixed or dynamic"),
+        ("AGENT_AUDIO_SAMPLE_RATE", "44100", "set one of 8000, 16000, 24000 or 48000"),
+        ("AGENT_AUDIO_SAMPLE_RATE", "16k", "set one of 8000, 16000, 24000 or 48000"),
     ],
 )
-def test_an_invalid_turn_handling_value_names_the_variable_and_its_allowed_values(keyed_env, variable, value, expected):
+def test_an_invalid_turn_handling_or_audio_value_names_the_variable_and_its_allowed_values(keyed_env, variable, value, expected):
     keyed_env.setenv(variable, value)
     with pytest.raises(ConfigError) as error:
         load_settings()
@@ -253,3 +255,13 @@ def test_the_cloud_turn_detector_needs_livekit_keys(keyed_env):
     keyed_env.setenv("AGENT_TURN_DETECTOR", "cloud")
     with pytest.raises(ConfigError, match="LIVEKIT_API_KEY"):
         load_settings()
+
+
+def test_the_session_takes_the_callers_audio_at_16_khz_with_gain_control_unless_told_otherwise(keyed_env, server_module):
+    options = server_module.room_options(load_settings()).get_audio_input_options()
+    assert (options.sample_rate, options.auto_gain_control) == (16000, True)
+
+    keyed_env.setenv("AGENT_AUDIO_SAMPLE_RATE", "24000")
+    keyed_env.setenv("AGENT_AUTO_GAIN_CONTROL", "false")
+    options = server_module.room_options(load_settings()).get_audio_input_options()
+    assert (options.sample_rate, options.auto_gain_control) == (24000, False)

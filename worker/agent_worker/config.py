@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -21,6 +21,8 @@ STTProvider = Literal["deepgram", "openai"]
 TTSProvider = Literal["openai"]
 TurnDetectorKind = Literal["local", "cloud", "vad"]
 EndpointingMode = Literal["fixed", "dynamic"]
+# Rates livekit's rtc resamples a caller's track to (from an environment string too).
+AudioSampleRate = Annotated[Literal[8000, 16000, 24000, 48000], BeforeValidator(lambda v: int(v) if str(v).isdigit() else v)]
 
 ENV_PREFIX = "AGENT_"
 CONFIG_FILE_ENV = "AGENT_CONFIG_FILE"
@@ -160,6 +162,12 @@ class Settings(BaseSettings):
     )
     preemptive_generation: bool = Field(True, description="Start the main LLM on the final transcript, before the turn is committed")
     preemptive_tts: bool = Field(False, description="Also start the answer's TTS before the turn is committed")
+
+    # The caller's audio as the session takes it (see docs/worker.md, "The caller's audio").
+    audio_sample_rate: AudioSampleRate = Field(
+        16000, description="Hz the caller's track is taken at: 16000 is what Silero VAD, the turn detector and Deepgram take, so nothing resamples it again (livekit's default: 24000)"
+    )
+    auto_gain_control: bool = Field(True, description="WebRTC's automatic gain control on the caller's audio (livekit's default)")
 
     stt_provider: STTProvider = Field("deepgram", description="Speech-to-text provider")
     stt_model: str | None = Field(None, description="STT model; default depends on the provider")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pathlib import Path
 
-from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess
+from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, room_io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
@@ -58,6 +58,12 @@ def build_session(settings: Settings, components: Components) -> AgentSession:
         turn_handling=build_turn_handling(settings),
         conn_options=session_connect_options(settings),
     )
+
+
+def room_options(settings: Settings) -> room_io.RoomOptions:
+    """How the session takes the caller's audio: at the rate its consumers use, AGC as set."""
+    return room_io.RoomOptions(audio_input=room_io.AudioInputOptions(
+        sample_rate=settings.audio_sample_rate, auto_gain_control=settings.auto_gain_control))
 
 
 async def synthesize_stock_phrases(settings: Settings, timeout: float = STOCK_PHRASES_TIMEOUT) -> None:
@@ -114,7 +120,7 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.add_shutdown_callback(_finish_on_shutdown)
     recorder.start()
-    await session.start(agent, room=ctx.room)
+    await session.start(agent, room=ctx.room, room_options=room_options(settings))
 
 
 # With AGENT_MAX_SESSIONS the load livekit sees is the share of sessions in use scaled onto
