@@ -19,7 +19,8 @@ Calls per core = the largest N within the budget / the cores the worker may use.
 Variants, alternated at each N so all see the same machine: `ours` (the worker as shipped) and
 `plain` (bench/density_plain.py: a plain livekit Agent on the same providers, VAD, turn detector
 and session options); `ours-24k` (the caller's audio at livekit's default 24 kHz) and
-`ours-no-agc` (no automatic gain control) price one audio setting each; `plain-thread` runs every
+`ours-no-agc` (no automatic gain control) price one audio setting each, `ours-memory-monitor`
+livekit's sampling of each job process's memory (on by default in livekit); `plain-thread` runs every
 call in one process. `--cost` adds one scripted standard call for bench/results/cost.json.
 """
 
@@ -47,7 +48,7 @@ from bench.density_rig import QUESTIONS, Rig, WorkerTree, say  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
 from tests.integration.harness.caller import HeardTurn, joined, speak  # noqa: E402
 
-VARIANTS = ("ours", "plain", "plain-thread", "ours-24k", "ours-no-agc")
+VARIANTS = ("ours", "plain", "plain-thread", "ours-24k", "ours-no-agc", "ours-memory-monitor")
 DEFAULT_VARIANTS = ("ours", "plain")
 
 

@@ -16,7 +16,7 @@ from livekit.agents import Agent, AgentServer, JobContext, JobExecutorType
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
 from agent_worker.providers import build_components
-from agent_worker.server import build_session, load_options, prewarm, room_options
+from agent_worker.server import build_session, capacity_options, prewarm, room_options
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -32,7 +32,7 @@ def create_server() -> AgentServer:
     executor = JobExecutorType(os.environ.get("DENSITY_JOB_EXECUTOR", JobExecutorType.PROCESS.value))
     agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port,
                                shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, job_executor_type=executor,
-                               **load_options(settings))
+                               **capacity_options(settings))
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

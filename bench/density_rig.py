@@ -38,7 +38,7 @@ VARIANT_ARGV = {
 }
 VARIANT_ARGV["plain-thread"] = VARIANT_ARGV["plain"]  # with DENSITY_JOB_EXECUTOR=thread (see env())
 # The worker with one audio setting changed (see env()): what each default saves or costs.
-VARIANT_ARGV["ours-24k"] = VARIANT_ARGV["ours-no-agc"] = VARIANT_ARGV["ours"]
+VARIANT_ARGV["ours-24k"] = VARIANT_ARGV["ours-no-agc"] = VARIANT_ARGV["ours-memory-monitor"] = VARIANT_ARGV["ours"]
 MAX_SESSIONS = 64  # load = sessions / 64: livekit-server keeps dispatching to the one worker
 
 
@@ -111,6 +111,8 @@ class Rig:
             DENSITY_JOB_EXECUTOR="thread" if variant == "plain-thread" else "process",
             **({"AGENT_AUDIO_SAMPLE_RATE": "24000"} if variant == "ours-24k" else {}),
             **({"AGENT_AUTO_GAIN_CONTROL": "false"} if variant == "ours-no-agc" else {}),
+            # livekit's job memory monitor on (as by default), with a limit no call reaches
+            **({"AGENT_JOB_MEMORY_LIMIT_MB": "65536"} if variant == "ours-memory-monitor" else {}),
             **extra,
         )
 

@@ -265,3 +265,17 @@ def test_the_session_takes_the_callers_audio_at_16_khz_with_gain_control_unless_
     keyed_env.setenv("AGENT_AUTO_GAIN_CONTROL", "false")
     options = server_module.room_options(load_settings()).get_audio_input_options()
     assert (options.sample_rate, options.auto_gain_control) == (24000, False)
+
+
+def test_job_memory_is_sampled_only_under_a_limit_which_warns_at_80_percent(keyed_env, server_module):
+    agent_server = server_module.create_server(load_settings())
+    # livekit's own default (a warning over 1000 MB) would sample every job process every 5 s
+    assert (agent_server._job_memory_limit_mb, agent_server._job_memory_warn_mb) == (0.0, 0.0)
+
+    keyed_env.setenv("AGENT_JOB_MEMORY_LIMIT_MB", "900")
+    agent_server = server_module.create_server(load_settings())
+    assert (agent_server._job_memory_limit_mb, agent_server._job_memory_warn_mb) == (900.0, 720.0)
+
+    keyed_env.setenv("AGENT_JOB_MEMORY_LIMIT_MB", "-1")
+    with pytest.raises(ConfigError, match=r"^AGENT_JOB_MEMORY_LIMIT_MB='-1' is invalid: .*allowed range 0.0 to 65536.0"):
+        load_settings()

@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     max_sessions: int | None = Field(
         None, ge=1, description="When set, the worker's load is its active sessions divided by this, instead of its CPU use"
     )
+    job_memory_limit_mb: float = Field(
+        0.0, ge=0.0, le=65536.0,
+        description="MB (PSS) above which livekit ends a call's job process, that call only; 0: no limit, and no sampling of the job processes' memory (it cost 4-7 % of a worker's CPU)",
+    )
     load_threshold: float = Field(
         0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
     )

@@ -140,11 +140,16 @@ def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
     return load
 
 
-def load_options(settings: Settings) -> dict:
-    """AgentServer's load arguments: sessions in use when AGENT_MAX_SESSIONS is set, else CPU use."""
+def capacity_options(settings: Settings) -> dict:
+    """AgentServer's load arguments (sessions in use when AGENT_MAX_SESSIONS is set, else CPU use)
+    and its job memory limit. livekit samples every job process's memory every 5 s while a limit
+    or a warning level is set (by default only a warning over 1000 MB): without a limit, both are 0
+    and nothing is sampled; with one, the warning comes at 80 % of it."""
+    limit = settings.job_memory_limit_mb
+    memory = {"job_memory_limit_mb": limit, "job_memory_warn_mb": 0.8 * limit}
     if settings.max_sessions:
-        return {"load_fnc": session_load(settings.max_sessions), "load_threshold": FULL_LOAD}
-    return {"load_threshold": settings.load_threshold}
+        return {"load_fnc": session_load(settings.max_sessions), "load_threshold": FULL_LOAD, **memory}
+    return {"load_threshold": settings.load_threshold, **memory}
 
 
 def create_server(settings: Settings) -> AgentServer:
@@ -154,7 +159,7 @@ def create_server(settings: Settings) -> AgentServer:
         port=settings.health_port,
         drain_timeout=settings.drain_timeout,
         shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT,
-        **load_options(settings),
+        **capacity_options(settings),
     )
     registered = threading.Event()
     agent_server.on("worker_registered", lambda *_: registered.set())
