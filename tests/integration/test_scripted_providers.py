@@ -5,15 +5,13 @@ on it to run the worker's production STT path)."""
 
 from __future__ import annotations
 
-import asyncio
 
-import aiohttp
 import pytest
 from livekit import rtc
 from livekit.agents import stt
-from livekit.plugins import deepgram as lk_deepgram
 from livekit.plugins import openai as lk_openai
 
+from .harness.live_stt import silence, stream_live
 from .harness.scripted_providers import TRANSCRIPT, scripted_providers  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.testbed
@@ -29,40 +27,13 @@ async def _speech(base_url: str) -> list[rtc.AudioFrame]:
         await tts.aclose()
 
 
-async def _stream(base_url: str, audio: list[rtc.AudioFrame | float]) -> list[stt.SpeechEvent]:
-    """Streams frames and pauses (seconds of silence) at four times real time; returns every event."""
-    async with aiohttp.ClientSession() as session:
-        recognizer = lk_deepgram.STT(base_url=base_url + "/listen", api_key="scripted", http_session=session)
-        stream = recognizer.stream()
-
-        async def speak() -> None:
-            for part in audio:
-                frames = [part] if isinstance(part, rtc.AudioFrame) else [
-                    rtc.AudioFrame(bytes(480), 24_000, 1, 240)] * round(part * 100)
-                for frame in frames:
-                    stream.push_frame(frame)
-                    await asyncio.sleep(frame.duration / 4)
-            stream.end_input()
-
-        speaking = asyncio.create_task(speak())
-        try:
-            return await asyncio.wait_for(_events(stream), timeout=60)
-        finally:
-            await speaking
-            await stream.aclose()
-            await recognizer.aclose()
-
-
-async def _events(stream: stt.SpeechStream) -> list[stt.SpeechEvent]:
-    return [event async for event in stream]
-
-
 async def test_each_question_comes_back_as_one_final_transcript_with_an_endpoint(scripted_providers):  # noqa: F811
     base_url = scripted_providers()
     frames = await _speech(base_url)
     spoken = sum(frame.duration for frame in frames)
 
-    events = await _stream(base_url, [1.0, *frames, 1.0, *frames, 1.0])
+    pause = silence(1.0, frames[0].sample_rate)
+    events = await stream_live(base_url + "/listen", pause + frames + pause + frames + pause)
 
     kinds = [event.type for event in events if event.type != stt.SpeechEventType.RECOGNITION_USAGE]
     finals = [event.alternatives[0] for event in events if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
@@ -76,6 +47,6 @@ async def test_each_question_comes_back_as_one_final_transcript_with_an_endpoint
 
 
 async def test_silence_alone_is_never_transcribed(scripted_providers):  # noqa: F811
-    events = await _stream(scripted_providers(), [3.0])
+    events = await stream_live(scripted_providers() + "/listen", silence(3.0, 24_000))
 
     assert [event for event in events if event.type != stt.SpeechEventType.RECOGNITION_USAGE] == []

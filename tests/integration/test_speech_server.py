@@ -4,7 +4,6 @@ unmodified."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import wave
 
@@ -12,9 +11,10 @@ import aiohttp
 import pytest
 from livekit import rtc
 from livekit.agents import stt
-from livekit.plugins import deepgram as lk_deepgram
 from livekit.plugins import openai as lk_openai
 from openai import AsyncOpenAI
+
+from .harness.live_stt import silence, stream_live
 
 pytestmark = pytest.mark.testbed
 
@@ -70,35 +70,6 @@ async def test_livekit_openai_plugins_round_trip_through_the_server(speech_serve
         await stt.aclose()
 
 
-async def _stream(speech_server, frames: list[rtc.AudioFrame], silence: float, **options) -> list[stt.SpeechEvent]:
-    """Streams `frames` and then `silence` seconds of silence to the live endpoint through
-    livekit-plugins-deepgram, at four times real time; returns every event until the stream ends."""
-    rate = frames[0].sample_rate
-    quiet = rtc.AudioFrame(bytes(2 * rate // 100), rate, 1, rate // 100)  # 10 ms
-    async with aiohttp.ClientSession() as session:
-        recognizer = lk_deepgram.STT(base_url=speech_server.base_url + "/listen", api_key="local",
-                                     http_session=session, **options)
-        stream = recognizer.stream()
-
-        async def speak() -> None:
-            for frame in frames + [quiet] * round(silence * 100):
-                stream.push_frame(frame)
-                await asyncio.sleep(frame.duration / 4)
-            stream.end_input()
-
-        speaking = asyncio.create_task(speak())
-        try:
-            return await asyncio.wait_for(_events(stream), timeout=60)
-        finally:
-            await speaking
-            await stream.aclose()
-            await recognizer.aclose()
-
-
-async def _events(stream: stt.SpeechStream) -> list[stt.SpeechEvent]:
-    return [event async for event in stream]
-
-
 async def test_streamed_speech_comes_back_as_interim_and_final_transcripts_with_an_endpoint(speech_server):
     tts = lk_openai.TTS(model="tts-1", voice="alloy", base_url=speech_server.base_url, api_key="local")
     try:
@@ -106,7 +77,7 @@ async def test_streamed_speech_comes_back_as_interim_and_final_transcripts_with_
     finally:
         await tts.aclose()
 
-    events = await _stream(speech_server, frames, silence=1.0)
+    events = await stream_live(speech_server.base_url + "/listen", frames + silence(1.0, frames[0].sample_rate))
 
     kinds = [event.type for event in events if event.type != stt.SpeechEventType.RECOGNITION_USAGE]
     finals = [event.alternatives[0] for event in events if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT]

@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     )
     job_memory_limit_mb: float = Field(
         0.0, ge=0.0, le=65536.0,
-        description="MB (PSS) above which livekit ends a call's job process, that call only; 0: no limit, and no sampling of the job processes' memory (it cost 4-7 % of a worker's CPU)",
+        description="MB (PSS) above which livekit ends a call's job process, that call only; 0: no limit, and no sampling of the job processes' memory (4-7 % of the worker's py-spy samples)",
     )
     load_threshold: float = Field(
         0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
