@@ -16,12 +16,13 @@ job processes); this process, livekit-server, the callers and the stand-ins on t
 The budget: first-audio p95 no more than `--budget-ms` above its N = 1 value, and no lost turn.
 Calls per core = the largest N within the budget / the cores the worker may use.
 
-Variants, alternated at each N so all see the same machine: `ours` (the worker as shipped) and
+Variants, alternated at each N so all see the same machine: `ours` (the worker as shipped),
 `plain` (bench/density_plain.py: a plain livekit Agent on the same providers, VAD, turn detector
 and session options); `ours-24k` (the caller's audio at livekit's default 24 kHz) and
 `ours-no-agc` (no automatic gain control) price one audio setting each, `ours-memory-monitor`
-livekit's sampling of each job process's memory (on by default in livekit); `plain-thread` runs every
-call in one process. `--cost` adds one scripted standard call for bench/results/cost.json.
+livekit's sampling of each job process's memory (on by default in livekit); `ours-thread` and
+`plain-thread` run every call as a thread of the worker's process (AGENT_JOB_EXECUTOR=thread).
+`--cost` adds one scripted standard call for bench/results/cost.json.
 """
 
 from __future__ import annotations
@@ -44,12 +45,11 @@ from livekit import api  # noqa: E402
 
 from bench import density_profile, density_proc as proc  # noqa: E402
 from bench.common import machine, percentiles  # noqa: E402
-from bench.density_rig import QUESTIONS, Rig, WorkerTree, say  # noqa: E402
+from bench.density_rig import QUESTIONS, VARIANTS, Rig, WorkerTree, say  # noqa: E402
 from tests.integration.harness import network  # noqa: E402
 from tests.integration.harness.caller import HeardTurn, joined, speak  # noqa: E402
 
-VARIANTS = ("ours", "plain", "plain-thread", "ours-24k", "ours-no-agc", "ours-memory-monitor")
-DEFAULT_VARIANTS = ("ours", "plain")
+DEFAULT_VARIANTS = ("ours", "plain", "ours-thread", "plain-thread")
 
 
 def lost(turn: HeardTurn) -> bool:
@@ -147,21 +147,37 @@ def within_budget(row: dict, baseline_p95: float | None, budget_ms: float) -> bo
     return row["lost"] == 0 and p95 is not None and baseline_p95 is not None and p95 <= baseline_p95 + budget_ms
 
 
+def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(intercept, slope) of the least-squares line through `points`; None under two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+    return mean_y - slope * mean_x, slope
+
+
 def cpu_bound_estimate(rows: list[dict]) -> dict | None:
     """The worker's CPU per minute as fixed + per_call x N (least squares over the steps), and the
     calls one core (60 CPU-s a minute) would carry at 100 %: an upper bound that holds even when
     the rig or the machine, not the worker, limited the run."""
     # Steps that lost turns did less work than their N: left out.
-    points = [(row["n"], row["cpu_seconds_per_call_minute"] * row["n"]) for row in rows if row["lost"] == 0]
-    if len({n for n, _ in points}) < 2:
+    fit = linear_fit([(row["n"], row["cpu_seconds_per_call_minute"] * row["n"]) for row in rows if row["lost"] == 0])
+    if fit is None:
         return None
-    mean_n = sum(n for n, _ in points) / len(points)
-    mean_cpu = sum(cpu for _, cpu in points) / len(points)
-    per_call = (sum((n - mean_n) * (cpu - mean_cpu) for n, cpu in points)
-                / sum((n - mean_n) ** 2 for n, _ in points))
-    fixed = mean_cpu - per_call * mean_n
+    fixed, per_call = fit
     return {"fixed_cpu_seconds_per_minute": round(fixed, 2), "cpu_seconds_per_minute_per_call": round(per_call, 2),
             "calls_per_core_at_full_cpu": round((60 - fixed) / per_call, 1) if per_call > 0 else None}
+
+
+def memory_estimate(rows: list[dict]) -> dict | None:
+    """The worker tree's PSS as fixed + per_call x N (least squares over the steps): what one more
+    call adds, whether calls run as job processes or as threads of one process."""
+    fit = linear_fit([(row["n"], row["memory"]["tree_pss_mib"]) for row in rows
+                      if row["lost"] == 0 and row["memory"].get("tree_pss_mib")])
+    if fit is None:
+        return None
+    return {"fixed_mib": round(fit[0], 1), "mib_per_call": round(fit[1], 1)}
 
 
 def summarize(rows: list[dict], budget_ms: float, cores: int) -> dict:
@@ -176,6 +192,7 @@ def summarize(rows: list[dict], budget_ms: float, cores: int) -> dict:
         best = row
     return {
         "cpu_bound_estimate": cpu_bound_estimate(rows),
+        "memory_estimate": memory_estimate(rows),
         "first_audio_p95_at_n1_ms": baseline,
         "budget_first_audio_p95_ms": None if baseline is None else round(baseline + budget_ms, 1),
         "calls_at_budget": best["n"] if best else 0,
@@ -226,15 +243,19 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict:
                    "divided by N x window minutes",
             "memory": "smaps_rollup of the tree mid-window: job processes' unique (Private_*) and PSS memory; "
                       "mb_per_call = the job processes' PSS per call (their unique memory plus their share of "
-                      "what they share with the forkserver they came from)",
+                      "what they share with the forkserver they came from); memory_estimate = the tree's PSS fitted "
+                      "as fixed + per call x N over the steps (the figure that also holds for calls run as threads)",
             "turns_per_call": {"n1": args.baseline_turns, "other": args.turns},
             "worker_cores": 1,
         },
         "variants": variants,
     }
-    ours, plain = variants.get("ours"), variants.get("plain")
-    if ours and plain:
-        result["features_cpu_ratio"] = _cpu_ratio(ours["steps"], plain["steps"])
+    # What our features cost: ours / plain on the same executor, per N.
+    ratios = {f"{ours} / {plain}": _cpu_ratio(variants[ours]["steps"], variants[plain]["steps"])
+              for ours, plain in (("ours", "plain"), ("ours-thread", "plain-thread"))
+              if ours in variants and plain in variants}
+    if ratios:
+        result["features_cpu_ratio"] = ratios
     if cost:
         result["cost"] = cost
     return result
@@ -249,7 +270,7 @@ def _cpu_ratio(ours: list[dict], plain: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 12, 16, 24])
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3, 4, 6, 8, 12, 16])
     parser.add_argument("--turns", type=int, default=8, help="questions per call at N > 1 (default 8)")
     parser.add_argument("--baseline-turns", type=int, default=16, help="questions at N = 1 (default 16)")
     parser.add_argument("--budget-ms", type=float, default=100.0)

@@ -3,16 +3,13 @@ detector and session options as the worker, without anything of ours per turn (n
 PreResponseAgent, no SessionRecorder, no metrics exporter).
 
 Run as livekit runs the worker: `python -m livekit.agents start bench/density_plain.py`, with the
-worker's environment (AGENT_*; AGENT_PRERESPONSE_ENABLED=false, so no fast LLM is built).
-DENSITY_JOB_EXECUTOR=thread runs every call in the worker's own process (livekit's
-JobExecutorType.THREAD) instead of one process per call, to measure what that option saves.
+worker's environment (AGENT_*; AGENT_PRERESPONSE_ENABLED=false, so no fast LLM is built;
+AGENT_JOB_EXECUTOR=thread runs its calls as threads, as it does the worker's).
 """
 
 from __future__ import annotations
 
-import os
-
-from livekit.agents import Agent, AgentServer, JobContext, JobExecutorType
+from livekit.agents import Agent, AgentServer, JobContext
 
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, load_settings
 from agent_worker.providers import build_components
@@ -29,10 +26,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
 def create_server() -> AgentServer:
     settings = load_settings()
-    executor = JobExecutorType(os.environ.get("DENSITY_JOB_EXECUTOR", JobExecutorType.PROCESS.value))
     agent_server = AgentServer(setup_fnc=prewarm, port=settings.health_port,
-                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, job_executor_type=executor,
-                               **capacity_options(settings))
+                               shutdown_process_timeout=JOB_SHUTDOWN_TIMEOUT, **capacity_options(settings))
     agent_server.rtc_session(entrypoint, agent_name=settings.name)
     return agent_server
 

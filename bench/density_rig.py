@@ -36,9 +36,16 @@ VARIANT_ARGV = {
     "plain": [sys.executable, "-m", "livekit.agents", "start", str(ROOT / "bench" / "density_plain.py"),
               "--log-level", "INFO"],
 }
-VARIANT_ARGV["plain-thread"] = VARIANT_ARGV["plain"]  # with DENSITY_JOB_EXECUTOR=thread (see env())
-# The worker with one audio setting changed (see env()): what each default saves or costs.
-VARIANT_ARGV["ours-24k"] = VARIANT_ARGV["ours-no-agc"] = VARIANT_ARGV["ours-memory-monitor"] = VARIANT_ARGV["ours"]
+# The worker (or the plain agent) with one setting changed: what each default saves or costs.
+VARIANT_ENV = {
+    "ours-thread": {"AGENT_JOB_EXECUTOR": "thread"},  # every call a thread of the worker's process
+    "plain-thread": {"AGENT_JOB_EXECUTOR": "thread"},
+    "ours-24k": {"AGENT_AUDIO_SAMPLE_RATE": "24000"},
+    "ours-no-agc": {"AGENT_AUTO_GAIN_CONTROL": "false"},
+    # livekit's job memory monitor on (as by default), with a limit no call reaches
+    "ours-memory-monitor": {"AGENT_JOB_MEMORY_LIMIT_MB": "65536"},
+}
+VARIANTS = ("ours", "plain", *VARIANT_ENV)
 MAX_SESSIONS = 64  # load = sessions / 64: livekit-server keeps dispatching to the one worker
 
 
@@ -108,22 +115,18 @@ class Rig:
             AGENT_STT_PROVIDER="deepgram", AGENT_STT_BASE_URL=f"{self.providers_url}/listen",
             AGENT_TTS_MODEL="tts-1", AGENT_LLM_TIMEOUT="10", GROQ_API_KEY="scripted-stand-in",
             AGENT_PRERESPONSE_ENABLED="false" if variant.startswith("plain") else "true",
-            DENSITY_JOB_EXECUTOR="thread" if variant == "plain-thread" else "process",
-            **({"AGENT_AUDIO_SAMPLE_RATE": "24000"} if variant == "ours-24k" else {}),
-            **({"AGENT_AUTO_GAIN_CONTROL": "false"} if variant == "ours-no-agc" else {}),
-            # livekit's job memory monitor on (as by default), with a limit no call reaches
-            **({"AGENT_JOB_MEMORY_LIMIT_MB": "65536"} if variant == "ours-memory-monitor" else {}),
+            **VARIANT_ENV.get(variant, {}),
             **extra,
         )
 
     def _launch(self, variant: str) -> WorkerTree:
         env = self.env(variant)
-        argv = ["taskset", "--cpu-list", str(self.worker_core), *VARIANT_ARGV[variant]]
+        argv = ["taskset", "--cpu-list", str(self.worker_core), *VARIANT_ARGV[variant.split("-")[0]]]
         process = processes.start(f"worker-{variant}", argv, self.log_dir, env=env, cwd=ROOT)
         self._started.append(process)
         worker = WorkerTree(variant, process, int(env["AGENT_HEALTH_PORT"]), int(env["AGENT_METRICS_PORT"]))
         wait_until(lambda: http_status(f"http://{LOOPBACK}:{worker.health_port}/") == 200
-                   and REGISTERED in process.log_path.read_text(errors="replace"),
+                   and REGISTERED in process.log_text(),
                    f"the {variant} worker to register with livekit-server", process, 120)
         return worker
 
@@ -153,12 +156,13 @@ class Rig:
         jobs = [row for row in rows if proc.is_job_process(row["pid"])]
         active = sorted(jobs, key=lambda row: row["unique_mib"], reverse=True)[:n]
         total_pss = sum(row["pss_mib"] for row in rows)
+        mean = (lambda key: round(sum(r[key] for r in active) / len(active), 1)) if active else (lambda key: None)
         return {
             "tree_pss_mib": round(total_pss, 1),
-            "job_processes": len(jobs),
-            "job_unique_mib_mean": round(sum(r["unique_mib"] for r in active) / max(len(active), 1), 1),
-            "job_pss_mib_mean": round(sum(r["pss_mib"] for r in active) / max(len(active), 1), 1),
-            "mb_per_call": round(sum(r["pss_mib"] for r in active) / max(len(active), 1) * 1.048576, 1),
+            "job_processes": len(jobs),  # none when the calls run as threads (AGENT_JOB_EXECUTOR=thread)
+            "job_unique_mib_mean": mean("unique_mib"),
+            "job_pss_mib_mean": mean("pss_mib"),
+            "mb_per_call": mean("pss_mib") and round(mean("pss_mib") * 1.048576, 1),
             "tree_pss_mb_per_call": round(total_pss * 1.048576 / n, 1),
             "processes": rows,
         }

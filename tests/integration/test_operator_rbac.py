@@ -118,7 +118,7 @@ def test_the_operator_reconciles_and_scales_with_the_namespaced_roles_alone(
     written = {(e["objectRef"]["resource"], e["objectRef"].get("name")) for e in requests if e["verb"] == "patch"}
     assert ("kopfpeerings", release.account) in written, "it peered through its own release's KopfPeering"
     assert ("deployments", "local-worker") in written
-    log = operator.log_path.read_text(errors="replace")
+    log = operator.log_text()
     assert not [line for line in log.splitlines() if any(word in line for word in REFUSALS)]
 
 

@@ -10,6 +10,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from livekit.agents import JobExecutorType
 
 from agent_worker import cli
 from agent_worker.config import JOB_SHUTDOWN_TIMEOUT, SHUTDOWN_MARGIN_SECONDS, ConfigError, load_settings
@@ -235,6 +236,7 @@ def test_a_sigterm_before_livekit_takes_over_ends_the_worker_at_once():
         ("AGENT_ENDPOINTING_MODE", "fast", "set one of fixed or dynamic"),
         ("AGENT_AUDIO_SAMPLE_RATE", "44100", "set one of 8000, 16000, 24000 or 48000"),
         ("AGENT_AUDIO_SAMPLE_RATE", "16k", "set one of 8000, 16000, 24000 or 48000"),
+        ("AGENT_JOB_EXECUTOR", "fork", "set one of process or thread"),
     ],
 )
 def test_an_invalid_turn_handling_or_audio_value_names_the_variable_and_its_allowed_values(keyed_env, variable, value, expected):
@@ -278,4 +280,17 @@ def test_job_memory_is_sampled_only_under_a_limit_which_warns_at_80_percent(keye
 
     keyed_env.setenv("AGENT_JOB_MEMORY_LIMIT_MB", "-1")
     with pytest.raises(ConfigError, match=r"^AGENT_JOB_MEMORY_LIMIT_MB='-1' is invalid: .*allowed range 0.0 to 65536.0"):
+        load_settings()
+
+
+def test_calls_run_in_job_processes_unless_the_worker_is_told_to_run_them_as_threads(keyed_env, server_module):
+    assert server_module.create_server(load_settings())._job_executor_type is JobExecutorType.PROCESS
+
+    keyed_env.setenv("AGENT_JOB_EXECUTOR", "thread")
+    assert server_module.create_server(load_settings())._job_executor_type is JobExecutorType.THREAD
+
+    # a memory limit ends one call's job process: with threads there is none to end
+    keyed_env.setenv("AGENT_JOB_MEMORY_LIMIT_MB", "900")
+    with pytest.raises(ConfigError, match=r"^AGENT_JOB_MEMORY_LIMIT_MB=900 limits a call's job process, and with "
+                                          r"AGENT_JOB_EXECUTOR=thread there is none; set it to 0"):
         load_settings()

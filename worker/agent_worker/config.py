@@ -21,6 +21,7 @@ STTProvider = Literal["deepgram", "openai"]
 TTSProvider = Literal["openai"]
 TurnDetectorKind = Literal["local", "cloud", "vad"]
 EndpointingMode = Literal["fixed", "dynamic"]
+JobExecutor = Literal["process", "thread"]
 # Rates livekit's rtc resamples a caller's track to (from an environment string too).
 AudioSampleRate = Annotated[Literal[8000, 16000, 24000, 48000], BeforeValidator(lambda v: int(v) if str(v).isdigit() else v)]
 
@@ -191,6 +192,10 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=65536.0,
         description="MB (PSS) above which livekit ends a call's job process, that call only; 0: no limit, and no sampling of the job processes' memory (4-7 % of the worker's py-spy samples)",
     )
+    job_executor: JobExecutor = Field(
+        "process",
+        description="Where each call runs: process (its own job process; a crash ends that call only) or thread (all calls in the worker's process: about half the memory and less CPU per call, but one call's crash or leak is every call's)",
+    )
     load_threshold: float = Field(
         0.7, gt=0, description="Worker load (CPU use, 0-1) from which livekit sends this worker no new jobs; above 1: never"
     )
@@ -235,6 +240,11 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"{ENV_PREFIX}ENDPOINTING_MAX_DELAY={self.endpointing_max_delay} is below {ENV_PREFIX}ENDPOINTING_MIN_DELAY="
                 f"{self.endpointing_min_delay}; set it between {self.endpointing_min_delay} and 10"
+            )
+        if self.job_executor == "thread" and self.job_memory_limit_mb:
+            raise ConfigError(
+                f"{ENV_PREFIX}JOB_MEMORY_LIMIT_MB={self.job_memory_limit_mb:g} limits a call's job process, and with "
+                f"{ENV_PREFIX}JOB_EXECUTOR=thread there is none; set it to 0 or use {ENV_PREFIX}JOB_EXECUTOR=process"
             )
         if self.turn_detector == "cloud" and not (self.livekit_api_key and self.livekit_api_secret):
             raise ConfigError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter as Tally
 from collections import defaultdict
@@ -37,11 +38,21 @@ def _create(metric: names.Metric) -> MetricWrapperBase:
     return Histogram(metric.name, metric.help, metric.labels, buckets=names.LATENCY_BUCKETS)
 
 
-METRICS: dict[str, MetricWrapperBase] = {metric.name: _create(metric) for metric in names.CATALOGUE}
+_BY_NAME = {metric.name: metric for metric in names.CATALOGUE}
+# Created at first use, not at import: livekit empties PROMETHEUS_MULTIPROC_DIR when the worker
+# starts, after this module is imported, and a metric without labels opens its process's file when
+# it is created. With calls as threads (AGENT_JOB_EXECUTOR=thread) the worker's own process records
+# them, and values written to a file livekit had already deleted would never be served.
+_created: dict[str, MetricWrapperBase] = {}
+_creating = threading.Lock()  # the calls' threads may ask for the same metric at once
 
 
 def _metric(short_name: str, **labels: str) -> Any:
-    metric = METRICS[short_name if short_name.startswith(names.PREFIX) else names.PREFIX + short_name]
+    name = short_name if short_name.startswith(names.PREFIX) else names.PREFIX + short_name
+    with _creating:
+        if name not in _created:
+            _created[name] = _create(_BY_NAME[name])
+        metric = _created[name]
     return metric.labels(**labels) if labels else metric
 
 

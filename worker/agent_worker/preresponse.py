@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -311,7 +312,8 @@ class LatencyLog:
             finally:
                 os.close(descriptor)
             if size > self._MAX_BYTES:
-                temporary = self._path.with_suffix(f".{os.getpid()}.tmp")
+                # one name per writer: the pod's job processes, or the worker's threads (AGENT_JOB_EXECUTOR=thread)
+                temporary = self._path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
                 temporary.write_text("".join(f"{sample:.4f}\n" for sample in self.recent()))
                 temporary.replace(self._path)
         except OSError as error:  # a full or read-only folder costs only the shared estimate

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from pathlib import Path
 
-from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobProcess, room_io
+from livekit.agents import AgentServer, AgentSession, APIConnectOptions, JobContext, JobExecutorType, JobProcess, room_io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
@@ -141,15 +141,20 @@ def session_load(max_sessions: int) -> Callable[[AgentServer], float]:
 
 
 def capacity_options(settings: Settings) -> dict:
-    """AgentServer's load arguments (sessions in use when AGENT_MAX_SESSIONS is set, else CPU use)
-    and its job memory limit. livekit samples every job process's memory every 5 s while a limit
-    or a warning level is set (by default only a warning over 1000 MB): without a limit, both are 0
-    and nothing is sampled; with one, the warning comes at 80 % of it."""
+    """AgentServer's arguments for what one worker holds: where its calls run (a job process each,
+    or threads of the worker's process), its load (sessions in use when AGENT_MAX_SESSIONS is set,
+    else CPU use) and its job memory limit. livekit samples every job process's memory every 5 s
+    while a limit or a warning level is set (by default only a warning over 1000 MB): without a
+    limit, both are 0 and nothing is sampled; with one, the warning comes at 80 % of it."""
     limit = settings.job_memory_limit_mb
-    memory = {"job_memory_limit_mb": limit, "job_memory_warn_mb": 0.8 * limit}
+    common = {
+        "job_executor_type": JobExecutorType(settings.job_executor),
+        "job_memory_limit_mb": limit,
+        "job_memory_warn_mb": 0.8 * limit,
+    }
     if settings.max_sessions:
-        return {"load_fnc": session_load(settings.max_sessions), "load_threshold": FULL_LOAD, **memory}
-    return {"load_threshold": settings.load_threshold, **memory}
+        return {"load_fnc": session_load(settings.max_sessions), "load_threshold": FULL_LOAD, **common}
+    return {"load_threshold": settings.load_threshold, **common}
 
 
 def create_server(settings: Settings) -> AgentServer:

@@ -9,7 +9,6 @@ import itertools
 import os
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import yaml
 from kubernetes import client as k8s
 
 from .control_plane import WRITE_VERBS, ControlPlane
-from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, wait_until
+from .processes import LOOPBACK, REPO_ROOT, Process, binary, free_port, metric_value, wait_until
 
 CHART = REPO_ROOT / "charts" / "agent-worker"
 RELEASE = "agent-worker"
@@ -130,13 +129,6 @@ def quiet_for(plane: ControlPlane, user: str, namespace: str, seconds: float) ->
     written = len(plane.audit_events(user, WRITE_VERBS, namespace))
     time.sleep(seconds)
     return written > 0 and len(plane.audit_events(user, WRITE_VERBS, namespace)) == written
-
-
-def metric_value(metrics_url: str, series: str) -> float:
-    """The sum of an operator metric's samples whose line starts with `series` (name{labels...)."""
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(series) and not line.startswith("#"))
 
 
 def example(name: str) -> dict:

@@ -66,15 +66,18 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def log_tail(self, lines: int = 60) -> str:
-        """The last `lines` lines this run of the program wrote."""
+    def log_text(self) -> str:
+        """What this run of the program has written (its log file also holds earlier runs')."""
         try:
             with open(self.log_path, "rb") as log:
                 log.seek(self.log_start)
-                text = log.read().decode(errors="replace")
+                return log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last `lines` lines this run of the program wrote."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the program's process group, then SIGKILL after `timeout`."""
@@ -152,6 +155,13 @@ def http_status(url: str, context: ssl.SSLContext | None = None, timeout: float 
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def metric_value(metrics_url: str, series: str) -> float:
+    """The sum of a Prometheus metric's samples whose line starts with `series` (name{labels...)."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(series) and not line.startswith("#"))
 
 
 def wait_for_http(url: str, process: Process, context: ssl.SSLContext | None = None,

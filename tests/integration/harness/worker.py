@@ -163,7 +163,7 @@ class Worker:
             return json.load(response)
 
     def registered(self) -> bool:
-        return REGISTERED in self.process.log_path.read_text(errors="replace")
+        return REGISTERED in self.process.log_text()
 
     def stop(self) -> None:
         self.process.stop(timeout=20)
