@@ -89,8 +89,8 @@ def config_data(owner: Owner, spec: VoiceAgentSpec) -> dict[str, str]:
 # A worker pod's session cap is this many times the target the autoscaler aims for. livekit-server 1.13
 # neither queues nor re-offers a room every worker refused ("no workers with sufficient capacity"): that
 # caller never gets an agent. So rooms that come faster than new pods start are taken, slower, by the pods
-# there are, up to twice the target: bench-density's calls per core at full CPU (3.8-5.4) are about twice
-# those within the latency budget (2), and the default memory limit holds 2 x 4 calls.
+# there are, up to twice the target: bench-density's calls per core at full CPU (about 7) are several
+# times those within the latency budget (1-2 with a process per call), and the default memory limit holds 2 x 4 calls.
 SESSION_CAP_PER_TARGET = 2
 
 
