@@ -38,6 +38,7 @@ from livekit.agents import llm
 from agent_worker.agent import PreResponseAgent
 from agent_worker.call import Heard, ScriptedCall
 from agent_worker.config import Settings
+from agent_worker.decision import Options
 from agent_worker.preresponse import PreResponseOptions
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
 
@@ -138,7 +139,7 @@ async def run_strategy(profile_name: str, profile: Profile, strategy: str, turns
     main = KeyedLLM(answer, model="llama-3.3-70b-versatile", provider="groq", latency=profile.main_ttft, key=profile_name, role="main")
     tts = KeyedTTS(latency=profile.tts_ttfb, key=profile_name, seconds_per_char=SECONDS_PER_CHAR)
     late_after = STRATEGIES[strategy]
-    options = PreResponseOptions(enabled=late_after is not None, late_after=late_after or 0.0,
+    options = PreResponseOptions(enabled=late_after is not None, decision=Options(late_after=late_after or 0.0),
                                  cache_dir=Path(tempfile.mkdtemp(prefix=f"bench-{strategy}-")))
     agent = PreResponseAgent(instructions="Be brief.", fast_llm=fast if late_after is not None else None, options=options)
     turn_handling = {

@@ -14,6 +14,7 @@ import pytest
 
 from agent_worker.agent import PreResponseAgent
 from agent_worker.call import ScriptedCall
+from agent_worker.decision import Options
 from agent_worker.preresponse import FillerCache, PreResponseOptions
 from agent_worker.scripted import ScriptedLLM, ScriptedSTT, ScriptedTTS, ScriptedVAD, last_user_text
 
@@ -140,7 +141,7 @@ async def test_the_answer_does_not_repeat_the_acknowledgement(tmp_path):
 
 async def test_with_preemptive_tts_an_answer_ready_before_the_commit_gets_no_filler(tmp_path):
     call, _, _ = make_call(
-        tmp_path, main_ttft=0.05, late_after=0.0,
+        tmp_path, main_ttft=0.05, decision=Options(late_after=0.0),
         turn_handling={"endpointing": {"min_delay": 0.6, "max_delay": 1.0}, "preemptive_generation": {"preemptive_tts": True}},
     )
     async with call:

@@ -294,3 +294,14 @@ def test_calls_run_in_job_processes_unless_the_worker_is_told_to_run_them_as_thr
     with pytest.raises(ConfigError, match=r"^AGENT_JOB_MEMORY_LIMIT_MB=900 limits a call's job process, and with "
                                           r"AGENT_JOB_EXECUTOR=thread there is none; set it to 0"):
         load_settings()
+
+
+def test_the_preresponse_settings_reach_the_agents_options_and_its_decision(keyed_env, server_module):
+    for variable, value in {"AGENT_PRERESPONSE_LATE_AFTER": "0.9", "AGENT_PRERESPONSE_PLAYOUT_DELAY": "0.2",
+                            "AGENT_PRERESPONSE_MIN_WORDS": "2", "AGENT_PRERESPONSE_MIN_GAP": "12",
+                            "AGENT_PRERESPONSE_MAX_WORDS": "6"}.items():
+        keyed_env.setenv(variable, value)
+    options = server_module.preresponse_options(load_settings())
+    decision = options.decision
+    assert (options.max_words, decision.late_after, decision.playout_delay, decision.min_words, decision.min_gap) == (
+        6, 0.9, 0.2, 2, 12.0)

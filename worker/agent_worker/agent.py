@@ -113,10 +113,7 @@ class PreResponseAgent(Agent):
         super().__init__(instructions=instructions)
         self._fast_llm = fast_llm
         self._options = options or PreResponseOptions()
-        self._decision_options = Options(
-            late_after=self._options.late_after, playout_delay=self._options.playout_delay,
-            min_words=self._options.min_words, min_gap=self._options.min_gap,
-        )
+        self._decision_options = self._options.decision
         self._observer = observer
         self._announce_filler = announce_filler
         self._fast_conn_options = fast_conn_options
@@ -386,7 +383,7 @@ class PreResponseAgent(Agent):
         """Start the fast LLM's text once per transcript, as early as the main answer."""
         if self._fast_llm is None or not self._options.enabled or key in self._prepared:
             return
-        if len(key.split()) < self._options.min_words:
+        if len(key.split()) < self._decision_options.min_words:
             return
         self._drop_prepared()
         task = asyncio.get_running_loop().create_task(self._filler_text(chat_ctx), name="PreResponseAgent.filler_text")

@@ -30,7 +30,7 @@ from pathlib import Path
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, tts
 
-from .decision import normalize
+from .decision import Options, normalize
 
 logger = logging.getLogger("agent_worker.preresponse")
 
@@ -57,12 +57,9 @@ MAX_FILLER_WORDS = 10
 class PreResponseOptions:
     enabled: bool = True
     max_words: int = 8
-    min_words: int = 3
     use_cache: bool = True
     context_items: int = 4
-    late_after: float = 1.2
-    playout_delay: float = 0.15
-    min_gap: float = 0.0
+    decision: Options = Options()  # when a turn gets a filler (agent_worker.decision)
     stock_phrases: Sequence[str] = STOCK_PHRASES
     recovery_line: str = RECOVERY_LINE
     cache_dir: Path = DEFAULT_CACHE_DIR

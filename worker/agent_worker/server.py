@@ -18,6 +18,7 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 from .agent import FILLER_ATTRIBUTE, PreResponseAgent
 from .config import JOB_SHUTDOWN_TIMEOUT, Settings, load_settings
+from .decision import Options
 from .exporter import READINESS
 from .metrics import SessionRecorder
 from .preresponse import DEFAULT_CACHE_DIR, FillerCache, PreResponseOptions, cached_phrases
@@ -34,11 +35,13 @@ def preresponse_options(settings: Settings) -> PreResponseOptions:
     return PreResponseOptions(
         enabled=settings.preresponse_enabled,
         max_words=settings.preresponse_max_words,
-        min_words=settings.preresponse_min_words,
         use_cache=settings.preresponse_cache,
-        late_after=settings.preresponse_late_after,
-        playout_delay=settings.preresponse_playout_delay,
-        min_gap=settings.preresponse_min_gap,
+        decision=Options(
+            late_after=settings.preresponse_late_after,
+            playout_delay=settings.preresponse_playout_delay,
+            min_words=settings.preresponse_min_words,
+            min_gap=settings.preresponse_min_gap,
+        ),
         cache_dir=Path(settings.preresponse_cache_dir) if settings.preresponse_cache_dir else DEFAULT_CACHE_DIR,
     )
 
