@@ -49,6 +49,11 @@ VARIANTS = ("ours", "plain", *VARIANT_ENV)
 MAX_SESSIONS = 64  # load = sessions / 64: livekit-server keeps dispatching to the one worker
 
 
+def _mean(values: list[float]) -> float | None:
+    """Rounded to 0.1; None without values (no job processes: calls run as threads)."""
+    return round(sum(values) / len(values), 1) if values else None
+
+
 def say(message: str) -> None:
     print(f">> bench-density: {message}", flush=True)
 
@@ -121,7 +126,7 @@ class Rig:
 
     def _launch(self, variant: str) -> WorkerTree:
         env = self.env(variant)
-        argv = ["taskset", "--cpu-list", str(self.worker_core), *VARIANT_ARGV[variant.split("-")[0]]]
+        argv = ["taskset", "--cpu-list", str(self.worker_core), *VARIANT_ARGV[variant.split("-")[0]]]  # "ours-24k" runs "ours"
         process = processes.start(f"worker-{variant}", argv, self.log_dir, env=env, cwd=ROOT)
         self._started.append(process)
         worker = WorkerTree(variant, process, int(env["AGENT_HEALTH_PORT"]), int(env["AGENT_METRICS_PORT"]))
@@ -156,13 +161,13 @@ class Rig:
         jobs = [row for row in rows if proc.is_job_process(row["pid"])]
         active = sorted(jobs, key=lambda row: row["unique_mib"], reverse=True)[:n]
         total_pss = sum(row["pss_mib"] for row in rows)
-        mean = (lambda key: round(sum(r[key] for r in active) / len(active), 1)) if active else (lambda key: None)
+        pss_mean = _mean([row["pss_mib"] for row in active])
         return {
             "tree_pss_mib": round(total_pss, 1),
             "job_processes": len(jobs),  # none when the calls run as threads (AGENT_JOB_EXECUTOR=thread)
-            "job_unique_mib_mean": mean("unique_mib"),
-            "job_pss_mib_mean": mean("pss_mib"),
-            "mb_per_call": mean("pss_mib") and round(mean("pss_mib") * 1.048576, 1),
+            "job_unique_mib_mean": _mean([row["unique_mib"] for row in active]),
+            "job_pss_mib_mean": pss_mean,
+            "mb_per_call": None if pss_mean is None else round(pss_mean * 1.048576, 1),
             "tree_pss_mb_per_call": round(total_pss * 1.048576 / n, 1),
             "processes": rows,
         }
